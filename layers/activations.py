@@ -1,0 +1,1347 @@
+"""Activation functions for NumPy forward passes.
+
+Every activation is a plain function ``fn(x, out=None, **params)`` in the
+style of Keras 3 activations, registered under its own ``__name__`` plus
+explicit aliases.  Layers obtain one through :func:`get_act`, which validates
+the parameters once and returns an immutable :class:`Activation`::
+
+    act = get_act("leaky_ReLU", alpha=0.1)
+    y = act(u)            # same as act.forward(u)
+    act(u, out=u)         # in place
+
+Conventions shared by all built-in functions:
+
+* Output dtype equals input dtype (float32 stays float32).  Integer and bool
+  inputs are converted to float64 first; float16 is computed in float32 and
+  rounded back.  Float parameters are rounded to the input dtype.
+* Results are accurate to a few ulps (relative) for every finite input where
+  the true value is representable, including the tails and tiny arguments;
+  no floating-point warnings are emitted.  NaN propagates.
+* ``softmax``, ``softmin`` and ``log_softmax`` normalise over the last axis
+  (one row per sample); every other function is elementwise.
+* Large inputs are processed in cache-sized chunks on a small thread pool
+  (see :func:`set_num_threads`); the result does not depend on the chunking.
+
+Names are matched after lowercasing and removing everything except letters
+and digits, so ``leaky_ReLU``, ``LeakyReLU`` and ``leaky-relu`` are the same
+function.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import difflib
+import functools
+import inspect
+import math
+import numbers
+import os
+import re
+import threading
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+__all__ = [
+    "Activation",
+    "get_act",
+    "register_activation",
+    "activation_names",
+    "activation_table_markdown",
+    "set_num_threads",
+    "get_num_threads",
+]
+
+Range = tuple[float, float]
+
+# --------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------
+
+_ELEMENTWISE = "elementwise"
+_ROWWISE = "rowwise"
+_OPAQUE = "opaque"
+
+
+class _Spec:
+    __slots__ = ("name", "fn", "kernel", "kind", "aliases", "defaults",
+                 "output_range", "formula", "check")
+
+    def __init__(self, name, fn, kernel, kind, aliases, defaults,
+                 output_range, formula, check):
+        self.name = name
+        self.fn = fn
+        self.kernel = kernel
+        self.kind = kind
+        self.aliases = aliases
+        self.defaults = defaults
+        self.output_range = output_range
+        self.formula = formula
+        self.check = check
+
+
+_REGISTRY: dict[str, _Spec] = {}
+_KEYS: dict[str, str] = {}  # normalised spelling -> canonical name
+_REGISTRY_LOCK = threading.Lock()
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def _signature_defaults(fn: Callable, skip: int) -> dict[str, Any]:
+    """Parameters after the first ``skip`` positional ones, with defaults."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot inspect the signature of {fn!r}") from exc
+    params = list(sig.parameters.values())
+    if len(params) < 1 or params[0].kind not in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD):
+        raise TypeError(f"activation {getattr(fn, '__name__', fn)!r} must take "
+                        "the input array as its first positional parameter")
+    defaults: dict[str, Any] = {}
+    for p in params[skip:]:
+        if p.name == "out":
+            continue
+        if p.kind in (inspect.Parameter.VAR_POSITIONAL,
+                      inspect.Parameter.VAR_KEYWORD):
+            raise TypeError(f"activation {fn.__name__!r} may not take *args or "
+                            "**kwargs; declare each parameter with a default")
+        if p.default is inspect.Parameter.empty:
+            raise TypeError(f"parameter {p.name!r} of activation "
+                            f"{fn.__name__!r} needs a default value")
+        defaults[p.name] = p.default
+    return defaults
+
+
+def _add_spec(spec: _Spec) -> None:
+    keys = [_normalise(spec.name)] + [_normalise(a) for a in spec.aliases]
+    for spelling, key in zip([spec.name, *spec.aliases], keys):
+        if not key:
+            raise ValueError(f"activation name {spelling!r} has no letters or digits")
+    with _REGISTRY_LOCK:
+        if spec.name in _REGISTRY:
+            raise ValueError(f"activation {spec.name!r} is already registered")
+        for spelling, key in zip([spec.name, *spec.aliases], keys):
+            other = _KEYS.get(key)
+            if other is not None:
+                raise ValueError(f"activation name {spelling!r} collides with "
+                                 f"{other!r} (both normalise to {key!r})")
+        _REGISTRY[spec.name] = spec
+        for key in keys:
+            _KEYS[key] = spec.name
+
+
+def _check_range(output_range):
+    if output_range is None or callable(output_range):
+        return output_range
+    try:
+        lo, hi = (float(v) for v in output_range)
+    except (TypeError, ValueError):
+        raise TypeError("output_range must be a (low, high) pair of numbers, "
+                        "a callable of the parameters, or None") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+        raise ValueError("output_range must have finite bounds with low <= high "
+                         "(use None for unbounded functions)")
+    return (lo, hi)
+
+
+def register_activation(fn: Callable | None = None, *, name: str | None = None,
+                        aliases: Iterable[str] = (), output_range=None,
+                        formula: str | None = None):
+    """Register a user activation so that :func:`get_act` can find it.
+
+    Usable as ``@register_activation`` or ``@register_activation(...)``.  The
+    function takes the input array first and its parameters as keyword
+    arguments with defaults, ``fn(x, **params) -> ndarray``; the defaults are
+    read from its signature.  Names are matched case- and punctuation-
+    insensitively, and a name or alias that collides with a registered one
+    raises ValueError.  User functions are applied to the whole input at once
+    (they are not assumed to be elementwise).
+
+    Args:
+        fn: The activation function.
+        name: Canonical name; defaults to ``fn.__name__``.
+        aliases: Further spellings.
+        output_range: ``(low, high)`` closed interval containing every output,
+            a callable ``f(**params) -> (low, high) | None``, or None.
+        formula: One-line formula shown by :func:`activation_table_markdown`.
+
+    Returns:
+        ``fn`` itself (or a decorator when ``fn`` is omitted).
+    """
+    def deco(f: Callable) -> Callable:
+        if not callable(f):
+            raise TypeError("register_activation expects a function")
+        aka = (aliases,) if isinstance(aliases, str) else tuple(aliases)
+        for a in aka:
+            if not isinstance(a, str):
+                raise TypeError(f"aliases must be strings, got {a!r}")
+        nm = name if name is not None else getattr(f, "__name__", None)
+        if not isinstance(nm, str) or not nm:
+            raise TypeError("activation name must be a non-empty string")
+        _add_spec(_Spec(nm, f, None, _OPAQUE, aka, _signature_defaults(f, 1),
+                        _check_range(output_range), formula or _first_line(f), None))
+        return f
+    return deco if fn is None else deco(fn)
+
+
+def _first_line(f: Callable) -> str:
+    doc = inspect.getdoc(f) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _builtin(kind: str, *, aliases: tuple[str, ...] = (), output_range=None,
+             formula: str, check: Callable | None = None):
+    """Register ``kernel(x, out, **params)`` and return its public wrapper.
+
+    The kernel receives float32/float64 arrays of equal shape and dtype (``out``
+    may be ``x`` itself, so a kernel reads every input it needs before its
+    first write to ``out``) and runs with floating-point warnings silenced.
+    """
+    def deco(kernel: Callable) -> Callable:
+        @functools.wraps(kernel)
+        def public(x, out=None, **params):
+            xw, ow, final = _begin(x, out)
+            with np.errstate(all="ignore"):
+                kernel(xw, ow, **params)
+            return _end(ow, final)
+
+        defaults = _signature_defaults(kernel, 2)
+        _add_spec(_Spec(kernel.__name__, public, kernel, kind, tuple(aliases),
+                        defaults, _check_range(output_range), formula, check))
+        return public
+    return deco
+
+
+# --------------------------------------------------------------------------
+# Array plumbing
+# --------------------------------------------------------------------------
+
+def _work_dtype(dt: np.dtype) -> tuple[np.dtype, np.dtype]:
+    """(dtype the kernel runs in, dtype of the result)."""
+    if dt == np.float32 or dt == np.float64:
+        return dt, dt
+    if dt.kind in "biu":
+        f64 = np.dtype(np.float64)
+        return f64, f64
+    if dt == np.float16:
+        return np.dtype(np.float32), dt
+    raise TypeError(f"activations need a real floating-point or integer array, "
+                    f"got dtype {dt}")
+
+
+def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.strides == b.strides)
+
+
+def _begin(x, out):
+    a = np.asarray(x)
+    work, res = _work_dtype(a.dtype)
+    xw = a if a.dtype == work else a.astype(work)
+    if out is None:
+        final = None if work == res else np.empty(a.shape, res)
+        return xw, np.empty(a.shape, work), final
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy array, got {type(out).__name__}")
+    if out.shape != a.shape:
+        raise ValueError(f"out has shape {out.shape}, expected {a.shape}")
+    if out.dtype != res:
+        raise TypeError(f"out has dtype {out.dtype}, expected {res}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    if work != res:
+        return xw, np.empty(a.shape, work), out
+    if out is xw or _same_memory(out, xw) or not np.may_share_memory(out, xw):
+        return xw, out, None
+    # Partial overlap: kernels only support exact aliasing.
+    return xw, np.empty(a.shape, work), out
+
+
+def _end(ow: np.ndarray, final: np.ndarray | None) -> np.ndarray:
+    if final is None:
+        return ow
+    np.copyto(final, ow, casting="unsafe")
+    return final
+
+
+# --------------------------------------------------------------------------
+# Chunking and the thread pool
+# --------------------------------------------------------------------------
+
+_PARALLEL_MIN = 1 << 18      # elements; smaller inputs run inline
+_CHUNK = 1 << 15             # elements per chunk: keeps temporaries in L2
+_num_threads = max(1, os.cpu_count() or 1)
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def set_num_threads(k: int) -> None:
+    """Cap the worker threads used for large inputs (1 disables the pool)."""
+    global _num_threads, _pool
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"number of threads must be a positive integer, got {k!r}")
+    with _pool_lock:
+        _num_threads = int(k)
+        old, _pool = _pool, None
+    if old is not None:
+        old.shutdown(wait=False)
+
+
+def get_num_threads() -> int:
+    """Number of worker threads used for large inputs."""
+    return _num_threads
+
+
+def _get_pool() -> concurrent.futures.ThreadPoolExecutor | None:
+    global _pool
+    if _num_threads <= 1:
+        return None
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=_num_threads, thread_name_prefix="activations")
+        return _pool
+
+
+def _run(spec: _Spec, params: dict, xw: np.ndarray, ow: np.ndarray) -> None:
+    kernel = spec.kernel
+    n = xw.size
+    chunked = (n >= _PARALLEL_MIN and xw.flags.c_contiguous
+               and ow.flags.c_contiguous)
+    if chunked and spec.kind == _ELEMENTWISE:
+        xf, of = xw.reshape(-1), ow.reshape(-1)
+        step = _CHUNK
+        total = n
+    elif chunked and spec.kind == _ROWWISE and xw.ndim >= 2 and xw.shape[-1] > 0:
+        cols = xw.shape[-1]
+        xf, of = xw.reshape(-1, cols), ow.reshape(-1, cols)
+        step = max(1, _CHUNK // cols)
+        total = xf.shape[0]
+    else:
+        with np.errstate(all="ignore"):
+            kernel(xw, ow, **params)
+        return
+
+    def task(start: int) -> None:
+        stop = min(start + step, total)
+        with np.errstate(all="ignore"):
+            kernel(xf[start:stop], of[start:stop], **params)
+
+    starts = range(0, total, step)
+    pool = _get_pool()
+    if pool is None or len(starts) == 1:
+        for s in starts:
+            task(s)
+    else:
+        for _ in pool.map(task, starts):
+            pass
+
+
+# --------------------------------------------------------------------------
+# Activation objects
+# --------------------------------------------------------------------------
+
+class Activation:
+    """An activation function bound to validated parameters.
+
+    Attributes:
+        name: Canonical name, e.g. ``"leaky_ReLU"``.
+        params: Resolved parameters including defaults (a fresh dict).
+        output_range: Closed interval ``(low, high)`` containing every output
+            when both bounds are finite, else None.
+    """
+
+    __slots__ = ("_spec", "_params", "_range")
+
+    def __init__(self, spec: _Spec, params: dict[str, Any]):
+        object.__setattr__(self, "_spec", spec)
+        object.__setattr__(self, "_params", dict(params))
+        rng = spec.output_range
+        if callable(rng):
+            rng = rng(**params)
+            if rng is not None:
+                rng = (float(rng[0]), float(rng[1]))
+        object.__setattr__(self, "_range", rng)
+
+    def __setattr__(self, key, value):
+        raise AttributeError("Activation objects are immutable")
+
+    def __delattr__(self, key):
+        raise AttributeError("Activation objects are immutable")
+
+    @property
+    def name(self) -> str:
+        return self._spec.name
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self._params)
+
+    @property
+    def output_range(self) -> Range | None:
+        return self._range
+
+    @property
+    def fn(self) -> Callable:
+        """The underlying registered function."""
+        return self._spec.fn
+
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Apply the activation; write into ``out`` (which may be ``x``) if given."""
+        spec = self._spec
+        if spec.kernel is None:
+            return self._call_user(x, out)
+        xw, ow, final = _begin(x, out)
+        if spec.kind == _ROWWISE and xw.ndim == 0:
+            raise ValueError(f"{spec.name} needs an input with at least one axis")
+        _run(spec, self._params, xw, ow)
+        return _end(ow, final)
+
+    forward = __call__
+
+    def _call_user(self, x, out):
+        a = np.asarray(x)
+        _, res = _work_dtype(a.dtype)
+        if a.dtype.kind in "biu":
+            a = a.astype(np.float64)
+        y = np.asarray(self._spec.fn(a, **self._params))
+        if y.shape != a.shape:
+            raise ValueError(f"activation {self.name} returned shape {y.shape} "
+                             f"for input of shape {a.shape}")
+        if out is None:
+            return y.astype(res, copy=False)
+        if not isinstance(out, np.ndarray) or out.shape != a.shape or out.dtype != res:
+            raise ValueError(f"out must be an array of shape {a.shape} and dtype {res}")
+        np.copyto(out, y, casting="unsafe")
+        return out
+
+    def __repr__(self) -> str:
+        inner = ", ".join([self.name] + [f"{k}={v!r}" for k, v in self._params.items()])
+        return f"Activation({inner})"
+
+    def __eq__(self, other):
+        if not isinstance(other, Activation):
+            return NotImplemented
+        return self._spec is other._spec and self._params == other._params
+
+    def __hash__(self):
+        return hash((self._spec.name, tuple(sorted(self._params.items()))))
+
+    def __reduce__(self):
+        return (_rebuild, (self.name, dict(self._params)))
+
+
+# --------------------------------------------------------------------------
+# Lookup and parameter validation
+# --------------------------------------------------------------------------
+
+def _rebuild(name: str, params: dict) -> "Activation":
+    return get_act(name, **params)
+
+
+def activation_names() -> list[str]:
+    """Canonical names of all registered activations, in registry order."""
+    return list(_REGISTRY)
+
+
+def _resolve(name: str) -> _Spec:
+    if not isinstance(name, str):
+        raise TypeError(f"activation name must be a string, got {type(name).__name__}")
+    key = _normalise(name)
+    canon = _KEYS.get(key)
+    if canon is None:
+        close = difflib.get_close_matches(key, list(_KEYS), n=8, cutoff=0.6)
+        names: list[str] = []
+        for k in close:
+            if _KEYS[k] not in names:
+                names.append(_KEYS[k])
+        hint = f"; closest: {', '.join(names[:3])}" if names else ""
+        raise ValueError(f"unknown activation {name!r}{hint}; "
+                         f"allowed: {', '.join(_REGISTRY)}")
+    return _REGISTRY[canon]
+
+
+def _accepted(spec: _Spec) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items())
+
+
+def _coerce(spec: _Spec, key: str, value: Any) -> Any:
+    default = spec.defaults[key]
+
+    def bad(kind: str) -> TypeError:
+        return TypeError(f"{spec.name} parameter {key!r} must be {kind}, got "
+                         f"{type(value).__name__} {value!r}; accepted: {_accepted(spec)}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, (bool, np.bool_)):
+            raise bad("a bool")
+        return bool(value)
+    if isinstance(default, numbers.Integral):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+            raise bad("an integer")
+        return int(value)
+    if isinstance(default, numbers.Real):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise bad("a real number")
+        v = float(value)
+        if not math.isfinite(v):
+            raise ValueError(f"{spec.name} parameter {key!r} must be finite, got "
+                             f"{value!r}; accepted: {_accepted(spec)}")
+        return v
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    return value
+
+
+def get_act(name: str, **act_dic) -> Activation:
+    """Look up an activation by name and bind validated parameters.
+
+    Args:
+        name: Any registered spelling (case, ``_`` and ``-`` are ignored).
+        **act_dic: Parameters; missing ones take the function's defaults.
+
+    Returns:
+        An immutable :class:`Activation`.
+
+    Raises:
+        ValueError: Unknown name, or an invalid parameter value.
+        TypeError: Unknown parameter, or a parameter of the wrong type.
+    """
+    spec = _resolve(name)
+    if not spec.defaults and act_dic:
+        raise TypeError(f"{spec.name} takes no parameters; got "
+                        f"{', '.join(repr(k) for k in act_dic)}")
+    for key in act_dic:
+        if key not in spec.defaults:
+            raise TypeError(f"{spec.name} got unexpected parameter {key!r}; "
+                            f"accepted: {_accepted(spec)}")
+    params = dict(spec.defaults)
+    for key, value in act_dic.items():
+        params[key] = _coerce(spec, key, value)
+    if spec.check is not None:
+        problem = spec.check(**params)
+        if problem:
+            raise ValueError(f"{spec.name} {problem}; accepted: {_accepted(spec)}")
+    return Activation(spec, params)
+
+
+def activation_table_markdown() -> str:
+    """Markdown table of every activation: name, aliases, parameters, formula, range."""
+    rows = ["| name | aliases | parameters | formula | output range |",
+            "| --- | --- | --- | --- | --- |"]
+
+    def cell(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    for spec in _REGISTRY.values():
+        aka = ", ".join(f"`{a}`" for a in spec.aliases) or "-"
+        params = ", ".join(f"`{k}={v!r}`" for k, v in spec.defaults.items()) or "-"
+        rng = spec.output_range
+        if callable(rng):
+            rng = rng(**spec.defaults)
+        rng_s = "unbounded" if rng is None else f"[{rng[0]:g}, {rng[1]:g}]"
+        rows.append(f"| `{spec.name}` | {aka} | {params} | {cell(spec.formula or '')} "
+                    f"| {rng_s} |")
+    return "\n".join(rows) + "\n"
+
+
+# --------------------------------------------------------------------------
+# Numerical helpers (kernels run under np.errstate(all="ignore"))
+# --------------------------------------------------------------------------
+
+_F64 = np.dtype(np.float64)
+_VELTKAMP = 134217729.0  # 2**27 + 1
+
+
+def _is_pow2(v: float) -> bool:
+    if v == 0.0:
+        return True
+    m, _ = math.frexp(abs(v))
+    return m == 0.5
+
+
+def _split_scalar(b: float) -> tuple[float, float]:
+    c = _VELTKAMP * b
+    hi = c - (c - b)
+    return hi, b - hi
+
+
+def _two_prod_err(a: np.ndarray, p: np.ndarray, b: float) -> np.ndarray:
+    """Exact rounding error ``a*b - p`` of the float64 product ``p = fl(a*b)``.
+
+    Dekker's algorithm; requires |a*b| well below the overflow threshold.
+    """
+    bh, bl = _split_scalar(b)
+    c = a * _VELTKAMP
+    ah = c - (c - a)
+    al = a - ah
+    err = ah * bh
+    err -= p
+    t = ah * bl
+    err += t
+    np.multiply(al, bh, out=t)
+    err += t
+    np.multiply(al, bl, out=t)
+    err += t
+    return err
+
+
+def _two_prod_arr(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(p, e) with p = fl(a*b) and a*b = p + e exactly (both arrays)."""
+    p = a * b
+    c = a * _VELTKAMP
+    ah = c - (c - a)
+    al = a - ah
+    c = b * _VELTKAMP
+    bh = c - (c - b)
+    bl = b - bh
+    e = ah * bh - p
+    e += ah * bl
+    e += al * bh
+    e += al * bl
+    return p, e
+
+
+def _exp_neg_abs(x: np.ndarray) -> np.ndarray:
+    """exp(-|x|) in a new array (never overflows)."""
+    t = np.copysign(x, -1.0)
+    np.exp(t, out=t)
+    return t
+
+
+def _x_exp_tail(x: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """x * exp(scale*x) without a subnormal intermediate (scale a power of two)."""
+    t = np.multiply(x, 0.5 * scale)
+    np.exp(t, out=t)
+    r = x * t
+    r *= t
+    return r
+
+
+def _tail_mask(x: np.ndarray, below: float):
+    m = x < below
+    return m if m.any() else None
+
+
+# --------------------------------------------------------------------------
+# Parameter checks (return an error fragment or None)
+# --------------------------------------------------------------------------
+
+def _check_lambda(lambda_):
+    if lambda_ < 0:
+        return f"parameter 'lambda_' must be >= 0, got {lambda_!r}"
+    return None
+
+
+def _check_celu(alpha):
+    if alpha <= 0:
+        return f"parameter 'alpha' must be > 0, got {alpha!r}"
+    return None
+
+
+def _check_gelu(approximate):
+    if approximate not in ("none", "tanh"):
+        return f"parameter 'approximate' must be 'none' or 'tanh', got {approximate!r}"
+    return None
+
+
+def _check_rrelu(lower, upper):
+    if lower > upper:
+        return f"needs lower <= upper, got lower={lower!r}, upper={upper!r}"
+    return None
+
+
+# --------------------------------------------------------------------------
+# Built-in activations (seed set first, in the seed's order)
+# --------------------------------------------------------------------------
+
+@_builtin(_ELEMENTWISE, aliases=("heaviside", "binary_step"), output_range=(0.0, 1.0),
+          formula="1 if x > 0 else 0")
+def step(x, out):
+    """Step function: step(x) = 1 if x > 0 else 0.
+
+    The value at 0 (and -0.0) is 0, like ``x > 0`` in the seed.  NaN gives NaN.
+    """
+    m = np.greater(x, 0.0)
+    nan = np.isnan(x)
+    np.copyto(out, m, casting="unsafe")
+    if nan.any():
+        out[nan] = np.nan
+
+
+@_builtin(_ELEMENTWISE, aliases=("linear",), formula="x")
+def identity(x, out):
+    """Identity: identity(x) = x."""
+    if out is not x:
+        np.copyto(out, x)
+
+
+@_builtin(_ELEMENTWISE, formula="(sqrt(x^2 + 1) - 1) / 2 + x")
+def bent_identity(x, out):
+    """Bent identity: bent_identity(x) = (sqrt(x^2 + 1) - 1) / 2 + x.
+
+    Computed as x*(x/(hypot(x, 1) + 1))/2 + x, which avoids both the
+    cancellation in sqrt(x^2+1) - 1 near 0 and the overflow of x^2.
+    """
+    t = np.hypot(x, 1.0)
+    t += 1.0
+    np.divide(x, t, out=t)
+    t *= x
+    t *= 0.5
+    np.add(t, x, out=out)
+
+
+def _sigmoid_into(x: np.ndarray, out: np.ndarray) -> None:
+    # sigmoid(x) = num / (1 + e) with e = exp(-|x|) and num = 1 (x >= 0) or e
+    # (x < 0): one exponential that never overflows, no cancellation.
+    e = _exp_neg_abs(x)
+    np.greater_equal(x, 0.0, out=out, casting="unsafe")
+    np.maximum(out, e, out=out)
+    e += 1.0
+    out /= e
+
+
+@_builtin(_ELEMENTWISE, aliases=("logistic", "expit"), output_range=(0.0, 1.0),
+          formula="1 / (1 + exp(-x))")
+def sigmoid(x, out):
+    """Logistic sigmoid: sigmoid(x) = 1 / (1 + exp(-x)).
+
+    Two-branch form exp(min(x,0)) / (1 + exp(-|x|)) with a single exponential:
+    relative accuracy in both tails, including subnormal results.
+    """
+    _sigmoid_into(x, out)
+
+
+def _softplus_parts(x: np.ndarray) -> np.ndarray:
+    t = _exp_neg_abs(x)
+    np.log1p(t, out=t)
+    return t
+
+
+@_builtin(_ELEMENTWISE, aliases=("logsigmoid",), formula="log(1 / (1 + exp(-x)))")
+def log_sigmoid(x, out):
+    """Log-sigmoid: log_sigmoid(x) = -softplus(-x) = min(x, 0) - log1p(exp(-|x|))."""
+    t = _softplus_parts(x)
+    np.minimum(x, 0.0, out=out)
+    out -= t
+
+
+@_builtin(_ELEMENTWISE, output_range=(-1.0, 1.0), formula="tanh(x)")
+def tanh(x, out):
+    """Hyperbolic tangent: tanh(x) = (exp(x) - exp(-x)) / (exp(x) + exp(-x))."""
+    np.tanh(x, out=out)
+
+
+_TS_LIMIT = 1.5
+_TS_DEPTH = 12
+
+
+def _tanh_shrink_small(xs: np.ndarray, depth: int) -> np.ndarray:
+    # Lambert's continued fraction tanh(x) = x / (1 + q),
+    # q = x^2/(3 + x^2/(5 + x^2/(7 + ...))), gives x - tanh(x) = x*q/(1+q)
+    # with only positive terms, hence no cancellation.  The truncation error
+    # at depth n is about x^(2n+1) / ((2n+1)!!)^2: 4e-22 for depth 12 and
+    # 1e-10 for depth 7 at |x| = 1.5, far below float64/float32 rounding.
+    w = xs * xs
+    r = w / float(2 * depth + 1)
+    for k in range(depth - 1, 0, -1):
+        r += float(2 * k + 1)
+        np.divide(w, r, out=r)
+    res = xs * r
+    r += 1.0
+    res /= r
+    return res
+
+
+@_builtin(_ELEMENTWISE, aliases=("tanhshrink",), formula="x - tanh(x)")
+def tanh_shrink(x, out):
+    """Tanh shrink: tanh_shrink(x) = x - tanh(x).
+
+    For |x| < 1.5 the subtraction would cancel (x - tanh(x) ~ x^3/3), so that
+    range uses a continued fraction evaluated in float64.
+    """
+    small = np.abs(x) < _TS_LIMIT
+    xs = x[small].astype(_F64) if small.any() else None
+    t = np.tanh(x)
+    np.subtract(x, t, out=out)
+    if xs is not None:
+        out[small] = _tanh_shrink_small(xs, _TS_DEPTH if x.dtype == _F64 else 7)
+
+
+@_builtin(_ELEMENTWISE, aliases=("hardtanh",), output_range=(-1.0, 1.0),
+          formula="clip(x, -1, 1)")
+def hard_tanh(x, out):
+    """Hard tanh: hard_tanh(x) = clip(x, -1, 1)."""
+    np.clip(x, -1.0, 1.0, out=out)
+
+
+@_builtin(_ELEMENTWISE, aliases=("relu",), formula="max(x, 0)")
+def ReLU(x, out):
+    """Rectified linear unit: ReLU(x) = max(x, 0)."""
+    np.maximum(x, 0.0, out=out)
+
+
+@_builtin(_ELEMENTWISE, aliases=("relu_6",), output_range=(0.0, 6.0),
+          formula="min(max(x, 0), 6)")
+def ReLU6(x, out):
+    """ReLU capped at 6: ReLU6(x) = min(max(x, 0), 6)."""
+    np.clip(x, 0.0, 6.0, out=out)
+
+
+def _shifted_exp(x: np.ndarray, m: np.ndarray, out: np.ndarray, neg: bool) -> None:
+    """out = exp(x - m) (or exp(m - x) when ``neg``), x - m carried exactly.
+
+    fl(x - m) can be off by half an ulp of a large difference, which exp turns
+    into a relative error of |x - m| ulps; TwoSum recovers the rounding error
+    e and exp(d + e) = exp(d) * (1 + e).
+    """
+    a, b = (m, x) if neg else (x, m)
+    d = np.subtract(a, b)
+    # TwoSum of a and -b: err = (a - (d - bb)) + (-b - bb) with bb = d - a
+    bb = np.subtract(d, a)
+    err = np.subtract(d, bb)
+    np.subtract(a, err, out=err)
+    np.subtract(np.negative(b), bb, out=bb)
+    err += bb
+    # an overflowing difference makes err NaN; exp(d) is 0 there anyway
+    np.fmax(err, -1.0, out=err)
+    np.exp(d, out=out)
+    err += 1.0
+    out *= err
+
+
+def _softmax_into(x: np.ndarray, out: np.ndarray, neg: bool) -> None:
+    if x.shape[-1] == 0:
+        return
+    m = (np.min if neg else np.max)(x, axis=-1, keepdims=True)
+    _shifted_exp(x, m, out, neg)
+    s = np.sum(out, axis=-1, keepdims=True)
+    out /= s
+
+
+@_builtin(_ROWWISE, output_range=(0.0, 1.0),
+          formula="exp(x_i) / sum_j exp(x_j) over the last axis")
+def softmax(x, out):
+    """Softmax over the last axis: softmax(x)_i = exp(x_i) / sum_j exp(x_j).
+
+    The row maximum is subtracted first (with the subtraction's rounding error
+    carried into the exponential); a row with a NaN becomes all NaN.
+    """
+    _softmax_into(x, out, neg=False)
+
+
+@_builtin(_ROWWISE, output_range=(0.0, 1.0),
+          formula="exp(-x_i) / sum_j exp(-x_j) over the last axis")
+def softmin(x, out):
+    """Softmin over the last axis: softmin(x)_i = exp(-x_i) / sum_j exp(-x_j)."""
+    _softmax_into(x, out, neg=True)
+
+
+@_builtin(_ROWWISE, aliases=("logsoftmax",),
+          formula="x_i - log(sum_j exp(x_j)) over the last axis")
+def log_softmax(x, out):
+    """Log-softmax over the last axis: log_softmax(x)_i = x_i - log(sum_j exp(x_j)).
+
+    Computed as (x_i - m) - log1p(s) with m the row maximum and s the sum of
+    exp(x_j - m) over the non-maximal entries, so entries near the maximum
+    keep full relative accuracy (log(1 + tiny) is not rounded to 0).
+    """
+    if x.shape[-1] == 0:
+        return
+    m = np.max(x, axis=-1, keepdims=True)
+    d = np.subtract(x, m)
+    e = np.empty_like(x)
+    _shifted_exp(x, m, e, neg=False)
+    total = np.sum(e, axis=-1, keepdims=True)
+    np.multiply(e, d < 0, out=e)  # drop the maximal entries (exp(0) = 1)
+    s = np.sum(e, axis=-1, keepdims=True)
+    # exact count of maximal entries minus one; 0 for a unique maximum
+    ties = np.subtract(total, s)
+    np.rint(ties, out=ties)
+    ties -= 1.0
+    s += ties
+    np.log1p(s, out=s)
+    np.subtract(d, s, out=out)
+
+
+@_builtin(_ELEMENTWISE, formula="log(1 + exp(x))")
+def softplus(x, out):
+    """Softplus: softplus(x) = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))."""
+    t = _softplus_parts(x)
+    np.maximum(x, 0.0, out=out)
+    out += t
+
+
+@_builtin(_ELEMENTWISE, output_range=(-1.0, 1.0), formula="x / (1 + |x|)")
+def softsign(x, out):
+    """Softsign: softsign(x) = x / (1 + |x|)."""
+    t = np.abs(x)
+    t += 1.0
+    np.divide(x, t, out=out)
+
+
+def _mish_tail(x: np.ndarray) -> float:
+    return -40.0 if x.dtype == _F64 else -20.0
+
+
+@_builtin(_ELEMENTWISE, formula="x * tanh(softplus(x))")
+def Mish(x, out):
+    """Mish: Mish(x) = x * tanh(log(1 + exp(x))).
+
+    One exponential e = exp(-|x|): tanh(softplus(x)) = (1 + 2e)/(1 + 2e + 2e^2)
+    for x >= 0 and (e^2 + 2e)/(e^2 + 2e + 2) for x < 0.  For very negative x,
+    where the result is x*exp(x) to working precision, it is evaluated as
+    (x*exp(x/2))*exp(x/2) so that no subnormal intermediate loses digits.
+    """
+    tail = _tail_mask(x, _mish_tail(x))
+    xt = x[tail] if tail is not None else None
+    e = _exp_neg_abs(x)
+    e2 = e * e
+    pos = np.greater_equal(x, 0.0, out=np.empty_like(x), casting="unsafe")
+    num = np.maximum(e2, pos)          # 1 for x >= 0, e^2 for x < 0
+    num += e
+    num += e
+    np.subtract(1.0, pos, out=pos)     # 1 for x < 0
+    np.maximum(e2, pos, out=pos)       # e^2 for x >= 0, 1 for x < 0
+    pos *= 2.0
+    pos += num
+    np.divide(num, pos, out=num)
+    np.multiply(x, num, out=out)
+    if xt is not None:
+        out[tail] = _x_exp_tail(xt)
+
+
+@_builtin(_ELEMENTWISE, aliases=("tanh_exp",), formula="x * tanh(exp(x))")
+def tanhExp(x, out):
+    """TanhExp: tanhExp(x) = x * tanh(exp(x)).
+
+    For very negative x (where tanh(exp(x)) = exp(x) to working precision) the
+    product is formed as (x*exp(x/2))*exp(x/2), avoiding subnormal exp(x).
+    """
+    tail = _tail_mask(x, _mish_tail(x))
+    xt = x[tail] if tail is not None else None
+    t = np.exp(x)
+    np.tanh(t, out=t)
+    np.multiply(x, t, out=out)
+    if xt is not None:
+        out[tail] = _x_exp_tail(xt)
+
+
+@_builtin(_ELEMENTWISE, aliases=("hardsigmoid",), output_range=(0.0, 1.0),
+          formula="clip(slope * x + offset, 0, 1)")
+def hard_sigmoid(x, out, slope=0.2, offset=0.5):
+    """Hard sigmoid: hard_sigmoid(x) = clip(slope * x + offset, 0, 1).
+
+    The defaults are the seed's (Keras 2) slope 0.2; PyTorch's ``hardsigmoid``
+    spelling maps to this same entry, so for PyTorch's curve pass
+    ``slope=0.16666666666666666`` (offset 0.5).  slope*x + offset is formed
+    with a single rounding (exactly in float64 for float32 input, with an
+    error-free product in float64), so results near the zero crossing keep
+    their relative accuracy.
+    """
+    if x.dtype != _F64:
+        r = x.astype(_F64)
+        r *= float(x.dtype.type(slope))
+        r += float(x.dtype.type(offset))
+        np.clip(r, 0.0, 1.0, out=r)
+        np.copyto(out, r, casting="unsafe")
+        return
+    p = np.multiply(x, slope)
+    r = p + offset
+    near = np.abs(r) < 0.25 * abs(offset)
+    if offset != 0.0 and not _is_pow2(slope) and near.any():
+        xs = x[near]
+        ps = p[near]
+        err = _two_prod_err(xs, ps, slope)
+        # TwoSum(ps, offset) then add both error terms
+        s = ps + offset
+        bb = s - ps
+        e2 = (ps - (s - bb)) + (offset - bb)
+        err += e2
+        s += err
+        r[near] = s
+    np.clip(r, 0.0, 1.0, out=out)
+
+
+@_builtin(_ELEMENTWISE, aliases=("hardshrink",), formula="x if |x| > lambda_ else 0",
+          check=_check_lambda)
+def hard_shrink(x, out, lambda_=0.5):
+    """Hard shrink: hard_shrink(x) = x if |x| > lambda_ else 0."""
+    keep = np.abs(x) > lambda_
+    keep |= np.isnan(x)
+    np.multiply(x, keep, out=out)
+
+
+@_builtin(_ELEMENTWISE, aliases=("softshrink",),
+          formula="x - clip(x, -lambda_, lambda_)", check=_check_lambda)
+def soft_shrink(x, out, lambda_=0.5):
+    """Soft shrink: soft_shrink(x) = sign(x) * max(|x| - lambda_, 0) = x - clip(x, -lambda_, lambda_)."""
+    t = np.clip(x, -lambda_, lambda_)
+    np.subtract(x, t, out=out)
+
+
+@_builtin(_ELEMENTWISE, formula="x if x > threshold else value")
+def threshold(x, out, threshold=0.0, value=0.0):
+    """Threshold: threshold(x) = x if x > threshold else value (NaN stays NaN)."""
+    replace = x <= threshold
+    if out is not x:
+        np.copyto(out, x)
+    np.copyto(out, x.dtype.type(value), where=replace)
+
+
+def _leaky_into(x: np.ndarray, out: np.ndarray, alpha: float) -> None:
+    if 0.0 <= alpha <= 1.0:
+        # max(x, alpha*x) is the leaky ReLU only for 0 <= alpha <= 1
+        t = np.multiply(x, alpha)
+        np.maximum(x, t, out=out)
+    else:
+        t = np.minimum(x, 0.0)
+        t *= alpha
+        np.maximum(x, 0.0, out=out)
+        out += t
+
+
+@_builtin(_ELEMENTWISE, aliases=("lrelu",), formula="x if x > 0 else alpha * x")
+def leaky_ReLU(x, out, alpha=0.01):
+    """Leaky ReLU: leaky_ReLU(x) = x if x > 0 else alpha * x.
+
+    The seed computed maximum(alpha*x, x), which equals this only for
+    0 <= alpha <= 1 (for alpha > 1 it returns alpha*x for positive x); this
+    follows the definition for every alpha.
+    """
+    _leaky_into(x, out, alpha)
+
+
+def _elu_into(x, out, alpha, divisor=1.0):
+    t = np.minimum(x, 0.0)
+    if divisor != 1.0:
+        t /= divisor
+    np.expm1(t, out=t)
+    t *= alpha
+    np.maximum(x, 0.0, out=out)
+    out += t
+
+
+@_builtin(_ELEMENTWISE, formula="x if x > 0 else alpha * (exp(x) - 1)")
+def ELU(x, out, alpha=1.0):
+    """Exponential linear unit: ELU(x) = x if x > 0 else alpha * (exp(x) - 1) (expm1)."""
+    _elu_into(x, out, alpha)
+
+
+_SELU_SCALE = 1.0507009873554805
+_SELU_ALPHA = 1.6732632423543772
+
+
+@_builtin(_ELEMENTWISE, formula="scale * (x if x > 0 else alpha * (exp(x) - 1))")
+def SELU(x, out):
+    """Scaled ELU: SELU(x) = scale * (x if x > 0 else alpha * (exp(x) - 1)).
+
+    scale = 1.0507009873554805 and alpha = 1.6732632423543772 are the exact
+    self-normalising constants (as in PyTorch); the seed rounded them to
+    1.0507 and 1.67326.
+    """
+    t = np.minimum(x, 0.0)
+    np.expm1(t, out=t)
+    t *= _SELU_SCALE * _SELU_ALPHA
+    np.maximum(x, 0.0, out=out)
+    out *= _SELU_SCALE
+    out += t
+
+
+@_builtin(_ELEMENTWISE, formula="max(x, 0) + min(0, alpha * (exp(x / alpha) - 1))",
+          check=_check_celu)
+def CELU(x, out, alpha=1.0):
+    """Continuously differentiable ELU: CELU(x) = max(x, 0) + min(0, alpha * (exp(x / alpha) - 1)).
+
+    alpha must be positive.
+    """
+    _elu_into(x, out, alpha, divisor=alpha)
+
+
+def _swish_into(x: np.ndarray, out: np.ndarray, beta: float) -> None:
+    """out = x * sigmoid(beta * x), accurate also when beta*x is not exact."""
+    if beta == 0.0:
+        np.multiply(x, 0.5, out=out)
+        return
+    if x.dtype != _F64 and not _is_pow2(beta):
+        # the float64 product of two float32 values is exact
+        x64 = x.astype(_F64)
+        r = np.empty_like(x64)
+        _swish_into(x64, r, float(x.dtype.type(beta)))
+        np.copyto(out, r, casting="unsafe")
+        return
+    p = np.multiply(x, beta)
+    # past this, beta*x saturates or the sigmoid of it is subnormal
+    lim = 700.0 if x.dtype == _F64 else 80.0
+    tail = _tail_mask(p, -lim)
+    xt = x[tail] if tail is not None else None
+    delta = None
+    if not _is_pow2(beta):
+        xc = np.clip(x, -1e290, 1e290)
+        pc = np.multiply(xc, beta)
+        delta = _two_prod_err(xc, pc, beta)
+    s = np.empty_like(x)
+    _sigmoid_into(p, s)
+    if delta is not None:
+        # sigmoid(p + delta) = sigmoid(p) * (1 + (1 - sigmoid(p)) * delta)
+        c = np.subtract(1.0, s)
+        c *= delta
+        c += 1.0
+        s *= c
+    np.multiply(x, s, out=out)
+    if xt is not None:
+        pt = p[tail]
+        t = np.multiply(pt, 0.5)
+        np.exp(t, out=t)
+        r = xt * t
+        r *= t
+        if delta is not None:
+            r *= 1.0 + delta[tail]
+        out[tail] = r
+
+
+@_builtin(_ELEMENTWISE, aliases=("swish",), formula="x * sigmoid(beta * x)")
+def Swish(x, out, beta=1.0):
+    """Swish: Swish(x) = x * sigmoid(beta * x).
+
+    beta = 1 is SiLU.  When beta*x is not exact its rounding error is carried
+    into the sigmoid, so the result stays accurate for large |beta*x|.
+    """
+    _swish_into(x, out, beta)
+
+
+# --------------------------------------------------------------------------
+# PyTorch activations the seed lacks
+# --------------------------------------------------------------------------
+
+# erf(z) = z + z * P(z^2) on 0 <= z <= 1, and
+# erfc(z) = exp(-z^2) * Q(t) / (1 + 2 z), t = (z - 4)/(z + 4), on 1 <= z <= 28.
+# Both are Chebyshev interpolants of the exact functions (computed with
+# mpmath at 50 digits) converted to monomials; max relative error about 1 ulp
+# in float64 on the respective intervals.
+_ERF_P = (0.12837916709551256, -0.37612638903183543, 0.11283791670945006,
+          -0.02686617064323777, 0.0052239776071164225, -0.0008548325975389692,
+          0.00012055294904839707, -1.492473690741966e-05, 1.6447424703317362e-06,
+          -1.6208483801871705e-07, 1.3720064546777686e-08, -7.795898827002142e-10)
+_ERFC_Q = (1.2329951186255523, -0.13962111684056416, 0.015379652102660814,
+           0.06809705425489182, -0.10103906603912463, 0.09373283499174039,
+           -0.0663303657367165, 0.03716751562526258, -0.016197735080617687,
+           0.00503196952609975, -0.0007577654508523679, -0.00019925715235168446,
+           0.0001505863118509356, -2.4383759649025128e-05, -1.112958258238873e-05,
+           5.640025845922596e-06, 1.6719021548683186e-07, -6.882090716468117e-07,
+           1.360752775799443e-07)
+_INV_SQRT2 = 0.7071067811865476
+_SQRT2 = 1.4142135623730951
+
+
+def _horner(coef, v: np.ndarray) -> np.ndarray:
+    acc = np.full_like(v, coef[-1])
+    for c in coef[-2::-1]:
+        acc *= v
+        acc += c
+    return acc
+
+
+def _erfc_ratio(z: np.ndarray) -> np.ndarray:
+    """erfc(z) * exp(z^2) for 1 <= z (clamped to 28, beyond which exp underflows)."""
+    zc = np.minimum(z, 28.0)
+    t = zc - 4.0
+    d = zc + 4.0
+    t /= d
+    q = _horner(_ERFC_Q, t)
+    zc *= 2.0
+    zc += 1.0
+    q /= zc
+    return q
+
+
+def _gelu_erf64(x: np.ndarray) -> np.ndarray:
+    """x * Phi(x) for float64 x, in a new array."""
+    z = np.abs(x)
+    z *= _INV_SQRT2
+    # |x| < sqrt(2): GELU = x/2 + (x/2) * erf(x/sqrt(2)), erf = w + w*P(w^2)
+    w = np.minimum(z, 1.0)
+    np.copysign(w, x, out=w)
+    w2 = w * w
+    r = _horner(_ERF_P, w2)
+    r *= w
+    r += w
+    r *= x
+    r += x
+    r *= 0.5
+    big = z >= 1.0
+    if big.any():
+        xb = x[big]
+        zb = z[big]
+        q = _erfc_ratio(zb)                   # erfc(z) = exp(-z^2) * q
+        pos = xb > 0
+        res = np.empty_like(xb)
+        if pos.any():
+            xp = xb[pos]
+            e = zb[pos]
+            e *= e
+            np.negative(e, out=e)
+            np.exp(e, out=e)
+            e *= q[pos]
+            e *= 0.5
+            np.subtract(1.0, e, out=e)       # Phi(x) = 1 - erfc(z)/2
+            e *= xp
+            res[pos] = e
+        neg = ~pos
+        if neg.any():
+            # exp(-x^2/2) with x^2 = s^2 + (x - s)(x + s) and s = x rounded
+            # to 26 bits, so s^2/2 is exact: the exponent carries no rounding
+            # error (otherwise amplified up to ~740x near the underflow).
+            # below -40 the result underflows; clamping keeps the split finite
+            xn = np.maximum(xb[neg], -40.0)
+            c = xn * _VELTKAMP
+            s = c - (c - xn)
+            lo = xn - s
+            hi2 = xn + s
+            lo *= hi2
+            lo *= -0.5
+            np.exp(lo, out=lo)
+            f = q[neg]
+            f *= lo
+            f *= xn
+            f *= 0.5
+            s *= s
+            s *= -0.5
+            np.exp(s, out=s)
+            f *= s
+            res[neg] = f
+        r[big] = res
+    return r
+
+
+_GT_K = 1.5957691216057308        # 2*sqrt(2/pi)
+_GT_A = 0.044715
+
+
+def _dd_const(v_str: str) -> tuple[float, float]:
+    from fractions import Fraction
+    import decimal
+    with decimal.localcontext() as ctx:
+        ctx.prec = 60
+        exact = Fraction(decimal.Decimal(v_str))
+    hi = float(exact)
+    return hi, float(exact - Fraction(hi))
+
+
+# 2*sqrt(2/pi) to 40 digits, as a double-double
+_GT_K_DD = _dd_const("1.595769121605730711115926535295539630589")
+_GT_A_DD = _dd_const("0.044715")
+
+
+def _gelu_tanh64(x: np.ndarray) -> np.ndarray:
+    """x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3), float64."""
+    kh, kl = _GT_K_DD
+    ah, al = _GT_A_DD
+    v = x * x
+    v *= ah * kh
+    v += kh
+    v *= x                                   # v = 2u
+    res = np.empty_like(x)
+    _sigmoid_into(v, res)
+    res *= x
+    # For x < -1 the sigmoid magnifies the rounding error of 2u by |2u|:
+    # recompute 2u in double-double arithmetic there.
+    sel = (x < -1.0) & (x > -40.0)
+    if sel.any():
+        xs = x[sel]
+        s2h, s2l = _two_prod_arr(xs, xs)
+        p3h, p3l = _two_prod_arr(s2h, xs)
+        p3l += s2l * xs
+        wh = p3h * ah
+        wl = _two_prod_err(p3h, wh, ah)
+        wl += ah * p3l + al * p3h
+        rh = xs + wh                         # TwoSum(xs, wh)
+        bb = rh - xs
+        rl = (xs - (rh - bb)) + (wh - bb)
+        rl += wl
+        vh = rh * kh
+        vl = _two_prod_err(rh, vh, kh)
+        vl += kh * rl + kl * rh
+        t = vh + vl                          # renormalise
+        vl = vl - (t - vh)
+        vh = t
+        # x*sigmoid(v) = x e/(1+e), e = exp(vh)(1 + vl), formed via exp(vh/2)
+        t = np.multiply(vh, 0.5)
+        np.exp(t, out=t)
+        num = xs * t
+        num *= t
+        vl += 1.0
+        num *= vl
+        e = t * t
+        e *= vl
+        e += 1.0
+        num /= e
+        res[sel] = num
+    return res
+
+
+@_builtin(_ELEMENTWISE, aliases=("gelu",),
+          formula="x * Phi(x) = x/2 * (1 + erf(x / sqrt(2)))",
+          check=_check_gelu)
+def GELU(x, out, approximate="none"):
+    """Gaussian error linear unit: GELU(x) = x * Phi(x) = 0.5 * x * erfc(-x / sqrt(2)).
+
+    ``approximate='tanh'``: 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))),
+    evaluated as x * sigmoid(2u) (the 1 + tanh form cancels for negative x).
+
+    The exact form needs erf/erfc, which NumPy lacks; they are evaluated with
+    built-in polynomial approximations (see ``_ERF_P`` and ``_ERFC_Q``) in
+    float64, with erfc for the left tail so that it stays accurate relative to
+    the result down to underflow; float32 input is computed in float64 and
+    rounded.  Measured against mpmath (60 digits) on a dense grid over
+    [-40, 10] plus the extremes (down to subnormals, up to the dtype's max):
+    max relative error 0.49 eps for float32 and 3.4 eps (7.6e-16, near
+    x = -1.3) for float64; approximate='tanh': 0.50 eps (float32) and 2.7 eps
+    (float64).
+    """
+    x64 = x if x.dtype == _F64 else x.astype(_F64)
+    r = _gelu_tanh64(x64) if approximate == "tanh" else _gelu_erf64(x64)
+    np.copyto(out, r, casting="unsafe")
+
+
+@_builtin(_ELEMENTWISE, aliases=("silu", "swish1"), formula="x * sigmoid(x)")
+def SiLU(x, out):
+    """Sigmoid linear unit: SiLU(x) = x * sigmoid(x) (Swish with beta = 1)."""
+    _swish_into(x, out, 1.0)
+
+
+@_builtin(_ELEMENTWISE, aliases=("hardswish", "hard_silu"),
+          formula="x * min(max(x + 3, 0), 6) / 6")
+def hard_swish(x, out):
+    """Hard swish: hard_swish(x) = x * ReLU6(x + 3) / 6."""
+    # dividing before multiplying keeps x * 1 exact (and finite) for x >= 3
+    t = np.add(x, 3.0)
+    np.clip(t, 0.0, 6.0, out=t)
+    t /= 6.0
+    np.multiply(x, t, out=out)
+
+
+@_builtin(_ELEMENTWISE, formula="x if x > 0 else init * x")
+def PReLU(x, out, init=0.25):
+    """Parametric ReLU with a fixed slope: PReLU(x) = x if x > 0 else init * x.
+
+    The parameter is named after PyTorch's ``nn.PReLU(init=0.25)``; here the
+    slope is not learned.
+    """
+    _leaky_into(x, out, init)
+
+
+@_builtin(_ELEMENTWISE, formula="x if x > 0 else (lower + upper) / 2 * x",
+          check=_check_rrelu)
+def RReLU(x, out, lower=0.125, upper=1.0 / 3.0):
+    """Randomised leaky ReLU in evaluation mode: RReLU(x) = x if x > 0 else (lower + upper) / 2 * x.
+
+    Training-mode sampling of the slope is not provided (forward passes only).
+    """
+    _leaky_into(x, out, (lower + upper) / 2.0)

@@ -1,0 +1,51 @@
+"""Layer registry: configs name layer classes by these keys, never by import path."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable, TypeVar
+
+T = TypeVar("T", bound=type)
+
+LAYERS: dict[str, type] = {}
+
+
+def register_layer(cls: T | None = None, *, name: str | None = None) -> T | Callable[[T], T]:
+    """Registers a layer class under ``name`` (default: the class's ``kind`` attribute).
+
+    Usable as ``@register_layer`` or ``@register_layer(name="my_layer")``.
+    """
+
+    def add(cls: T) -> T:
+        key = name or getattr(cls, "kind", None) or cls.__name__
+        if key in LAYERS and LAYERS[key] is not cls:
+            raise ValueError(f"layer kind {key!r} is already registered to {LAYERS[key].__qualname__}")
+        LAYERS[key] = cls
+        return cls
+
+    return add(cls) if cls is not None else add
+
+
+def get_layer(kind: str) -> type:
+    """Returns the layer class registered as ``kind``.
+
+    Raises:
+        ValueError: ``kind`` is not registered; the message lists close and allowed names.
+    """
+    try:
+        return LAYERS[kind]
+    except (KeyError, TypeError):
+        raise ValueError(unknown_name_message("layer kind", kind, LAYERS)) from None
+
+
+def unknown_name_message(what: str, got: object, allowed) -> str:
+    """One line naming what was received, the closest allowed names and all of them."""
+    names = list(allowed)
+    close = difflib.get_close_matches(str(got), names, n=3, cutoff=0.5)
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    return f"unknown {what} {got!r}{hint}; allowed: {', '.join(names)}"
+
+
+def make_layer(kind: str, **kwargs):
+    """Builds a layer of the registered ``kind`` with the layer's own keyword arguments."""
+    return get_layer(kind)(**kwargs)

@@ -1,0 +1,102 @@
+"""``python -m runner``: Hydra composes the config, then one run (or one per sweep point) executes.
+
+Exit codes: 0 success; 1 Hydra's own errors (bad override, unknown group or key, wrong type);
+2 invalid config value or input file; 3 unexpected error (a bug; its traceback is shown);
+130 interrupted by SIGINT, 143 by SIGTERM. A sweep exits with the worst of its jobs' codes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from runner.app import log, run
+from runner.config import RunConf, register_configs
+from runner.errors import EXIT_CONFIG, EXIT_INTERNAL, EXIT_OK, ConfigError, Interrupted
+from runner.record import RECORD
+
+register_configs()
+
+# Overrides added to every command line unless the user gives them: the saved config of a run
+# (``--config-path <run dir>/.hydra``) carries no ``hydra:`` node, and a re-run must still log to
+# runner.log in the same format.
+HYDRA_DEFAULTS = ("hydra.job.name=runner", "hydra/job_logging=runner")
+
+exit_code = EXIT_OK
+
+
+def _typed_config(cfg: DictConfig) -> dict:
+    """The config checked against the schema (again, for re-runs of saved configs) as a dict."""
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(RunConf), cfg)
+        return OmegaConf.to_container(typed, resolve=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", "") or ""
+        message = str(err).splitlines()[0]
+        raise ConfigError(f"{key}: {message}" if key else message, key=key) from None
+
+
+def _fail(err: BaseException, code: int) -> None:
+    global exit_code
+    exit_code = max(exit_code, code)
+    line = f"error: {err}" if isinstance(err, ConfigError) else f"error: {type(err).__name__}: {err}"
+    log.error(line)
+    print(line, file=sys.stderr, flush=True)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Interrupted("interrupted by SIGTERM")
+
+
+@hydra.main(version_base=None, config_path="pkg://runner.conf", config_name="config")
+def task(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    run_dir = hydra_cfg.runtime.output_dir
+    debug = bool(cfg.get("debug", False)) or os.environ.get("HYDRA_FULL_ERROR") == "1"
+    try:
+        if Path(run_dir, RECORD).exists():
+            raise ConfigError(
+                f"hydra.run.dir={run_dir}: already holds a run ({RECORD}); choose a new directory",
+                key="hydra.run.dir",
+            )
+        run(_typed_config(cfg), run_dir, base_dir=hydra_cfg.runtime.cwd)
+    except ConfigError as err:
+        if debug:
+            raise
+        _fail(err, EXIT_CONFIG)
+    except Exception as err:  # a bug, not bad input: keep the traceback
+        if debug:
+            raise
+        traceback.print_exc()
+        _fail(err, EXIT_INTERNAL)
+
+
+def _with_defaults(argv: list[str]) -> list[str]:
+    given = {arg.split("=", 1)[0].lstrip("+~") for arg in argv if "=" in arg}
+    return argv + [d for d in HYDRA_DEFAULTS if d.split("=", 1)[0] not in given]
+
+
+def main() -> None:
+    sys.argv = [sys.argv[0], *_with_defaults(sys.argv[1:])]
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        task()
+    except (KeyboardInterrupt, Interrupted) as err:
+        sigterm = isinstance(err, Interrupted)
+        print(f"error: interrupted by {'SIGTERM' if sigterm else 'SIGINT'}", file=sys.stderr, flush=True)
+        sys.exit(128 + (signal.SIGTERM if sigterm else signal.SIGINT))
+    from runner import sweep
+
+    sys.exit(max(exit_code, sweep.exit_code))
+
+
+if __name__ == "__main__":
+    main()

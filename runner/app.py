@@ -1,0 +1,204 @@
+"""One run: validate the plan, build the network, stream the dataset through it, write artifacts.
+
+Artifacts of a run directory (see the README's artifact reference):
+``outputs.npy``, ``params.npz``, ``stats.json``, ``activations.npz`` (opt-in),
+``activations.png``, ``runner.log`` and ``run.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from layers import LayerManager
+from runner.artifacts import NpyWriter, file_hashes, write_json, write_npz
+from runner.build import LayerSpec, build_network, check_run_settings, import_plugins, resolve_layers
+from runner.datasets import Source, build_dataset
+from runner.record import RunRecord, environment, git_state
+
+log = logging.getLogger("runner")
+
+OUTPUTS, PARAMS, STATS, ACTIVATIONS, FIGURE = (
+    "outputs.npy", "params.npz", "stats.json", "activations.npz", "activations.png")
+
+
+def say(message: str) -> None:
+    """Prints to the terminal and writes the same line to ``runner.log``."""
+    print(message, flush=True)
+    log.info(message)
+
+
+@dataclass
+class Plan:
+    """Everything a run needs, checked, before any array is allocated."""
+
+    settings: dict[str, Any]
+    source: Source
+    layers: list[LayerSpec]
+
+
+def make_plan(cfg: dict[str, Any], *, base_dir: str) -> Plan:
+    """Checks the composed config (as a plain dict) and resolves every default."""
+    import_plugins(list(cfg.get("plugins") or []))
+    check_run_settings(cfg)
+    layers = list(cfg["network"]["layers"])
+    first_prev = layers[0].get("prev") if layers else None
+    source = build_dataset(cfg["dataset"], features=first_prev, base_dir=base_dir)
+    specs = resolve_layers(layers, wb_width=cfg["wb_width"], width=source.features)
+    return Plan(cfg, source, specs)
+
+
+def summary_table(network: LayerManager, specs: list[LayerSpec]) -> str:
+    rows = [("#", "name", "kind", "prev→n", "act", "params")]
+    for spec, layer in zip(specs, network):
+        rows.append((str(spec.index), spec.name, spec.kind, f"{spec.prev}→{spec.n}", repr(layer.act)
+                     .removeprefix("Activation(").removesuffix(")"), f"{layer.num_params:,}"))
+    rows.append(("", "total", "", "", "", f"{network.num_params:,}"))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+class ActivationWriter:
+    """Streams every layer's ``u{i}`` and ``a{i}`` to ``.npy`` files, then packs them as one ``.npz``."""
+
+    def __init__(self, run_dir: Path, rows: int, specs: list[LayerSpec], dtype: str) -> None:
+        self.run_dir = run_dir
+        self.writers = {}
+        for spec in specs:
+            for prefix in ("u", "a"):
+                name = f"{prefix}{spec.index}"
+                self.writers[name] = NpyWriter(run_dir / f".{name}.part.npy", (rows, spec.n), dtype)
+
+    def observe(self, i: int, u: np.ndarray | None, y: np.ndarray) -> None:
+        self.writers[f"u{i}"].write(u)
+        self.writers[f"a{i}"].write(y)
+
+    def close(self) -> None:
+        import zipfile
+
+        parts = {name: writer.close() for name, writer in self.writers.items()}
+        tmp = self.run_dir / f".{ACTIVATIONS}.tmp"
+        # Stored, not deflated: the same layout np.savez writes, built by copying in 1 MiB blocks.
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, part in parts.items():
+                with open(part, "rb") as src, zf.open(f"{name}.npy", "w", force_zip64=True) as dst:
+                    while block := src.read(1 << 20):
+                        dst.write(block)
+                part.unlink()
+        os.replace(tmp, self.run_dir / ACTIVATIONS)
+
+    def discard(self) -> None:
+        for writer in self.writers.values():
+            writer.discard()
+        for part in self.run_dir.glob(".*.part.npy"):
+            part.unlink(missing_ok=True)
+
+
+def run(cfg: dict[str, Any], run_dir: str | os.PathLike, *, base_dir: str) -> RunRecord:
+    """Executes one run into ``run_dir`` and returns its completed record.
+
+    Raises whatever stopped the run, after recording it in ``run.json`` as ``failed`` (or
+    ``interrupted``).
+    """
+    run_dir = Path(run_dir)
+    record = RunRecord(run_dir, {
+        "seed": cfg.get("seed"), "dtype": cfg.get("dtype"), "rows": None, "run_dir": str(run_dir),
+        "cwd": base_dir, "git": git_state(base_dir), **environment(),
+    })
+    writers: list[Any] = []
+    try:
+        plan = make_plan(cfg, base_dir=base_dir)
+        record.data["rows"] = plan.source.rows
+        record.data["dataset"] = plan.source.describe()
+        record.save()
+        artifacts = execute(plan, run_dir, writers)
+    except BaseException as err:
+        for writer in writers:
+            writer.discard()
+        from runner.errors import Interrupted
+
+        status = "interrupted" if isinstance(err, (Interrupted, KeyboardInterrupt)) else "failed"
+        record.finish(status, error=err)
+        raise
+    record.finish("completed", artifacts=file_hashes(run_dir, artifacts))
+    return record
+
+
+def execute(plan: Plan, run_dir: Path, writers: list[Any]) -> list[str]:
+    """The forward passes and the artifacts; returns the names of the artifacts written."""
+    cfg, source, specs = plan.settings, plan.source, plan.layers
+    dtype = np.dtype(cfg["dtype"])
+    network = build_network(specs, seed=cfg["seed"], dtype=cfg["dtype"])
+    say(summary_table(network, specs))
+    say(f"dataset: {source.describe()['type']} {source.rows} × {source.features}, "
+        f"batch_size={cfg['batch_size']}, dtype={dtype}")
+
+    n_last = specs[-1].n
+    outputs = NpyWriter(run_dir / OUTPUTS, (source.rows, n_last), dtype)
+    writers.append(outputs)
+    activations = None
+    if cfg["save_activations"]:
+        activations = ActivationWriter(run_dir, source.rows, specs, cfg["dtype"])
+        writers.append(activations)
+    stats_cfg = cfg["stats"]
+    layer_stats = make_layer_stats(network, stats_cfg) if stats_cfg["enabled"] else None
+
+    def observe(i: int, u: np.ndarray | None, y: np.ndarray) -> None:
+        if activations is not None:
+            activations.observe(i, u, y)
+        if layer_stats is not None:
+            layer_stats[i].update(y)
+
+    observer = observe if (activations is not None or layer_stats is not None) else None
+    t0 = time.perf_counter()
+    for batch in source.batches(cfg["batch_size"]):
+        x = batch.astype(dtype, copy=False)
+        outputs.write(network.forward(x, keep_u=activations is not None, observe=observer))
+    elapsed = time.perf_counter() - t0
+
+    written = [OUTPUTS]
+    outputs.close()
+    write_npz(run_dir / PARAMS, network.params())
+    written.append(PARAMS)
+    if activations is not None:
+        activations.close()
+        written.append(ACTIVATIONS)
+    if layer_stats is not None:
+        layers = [{"index": s.index, "name": s.name, "kind": s.kind, "act": s.act, "shape": [source.rows, s.n],
+                   **acc.result()} for s, acc in zip(specs, layer_stats)]
+        write_json(run_dir / STATS, {"layers": layers})
+        written.append(STATS)
+        if stats_cfg["plot"] and draw_figure(run_dir, layers):
+            written.append(FIGURE)
+    rate = source.rows / elapsed if elapsed > 0 else float("inf")
+    say(f"done: {source.rows} rows → {OUTPUTS} ({source.rows}, {n_last}) {dtype} "
+        f"in {elapsed:.3f} s ({rate:,.0f} rows/s); run dir: {run_dir}")
+    return written
+
+
+def make_layer_stats(network: LayerManager, stats_cfg: dict[str, Any]) -> list[Any]:
+    from runner.stats import LayerStats
+
+    hist_range = tuple(stats_cfg["range"]) if stats_cfg.get("range") else None
+    return [LayerStats(layer.n, bins=stats_cfg["bins"], hist_range=hist_range,
+                       output_range=layer.act.output_range) for layer in network]
+
+
+def draw_figure(run_dir: Path, layers: list[dict[str, Any]]) -> bool:
+    """Draws ``activations.png``; without matplotlib, says how to get it and carries on."""
+    from runner.figures import PlottingUnavailable, plot_activations
+
+    try:
+        plot_activations(layers, run_dir / FIGURE, title=run_dir.name)
+    except PlottingUnavailable as err:
+        say(f"note: {err}; {FIGURE} was not drawn")
+        return False
+    return True

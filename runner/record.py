@@ -1,0 +1,79 @@
+"""``run.json``: the record of a run: status, times, settings, environment, artifact hashes."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from runner.artifacts import write_json
+
+RECORD = "run.json"
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_state(cwd: str) -> dict[str, Any] | None:
+    """The commit and dirty flag of the checkout ``cwd`` is in, or None outside one."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        if commit.returncode != 0:
+            return None
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "versions": {
+            "fwdrunner": _version("fwdrunner"),
+            "python": sys.version.split()[0],
+            "numpy": _version("numpy"),
+            "hydra-core": _version("hydra-core"),
+            "omegaconf": _version("omegaconf"),
+        },
+    }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class RunRecord:
+    """Keeps ``run.json`` in step with the run: ``running`` at the start, then the outcome."""
+
+    def __init__(self, run_dir: str | os.PathLike, fields: dict[str, Any]) -> None:
+        self.path = Path(run_dir) / RECORD
+        self._t0 = time.perf_counter()
+        self.data: dict[str, Any] = {"status": "running", "error": None, "start_time": _now(),
+                                     "end_time": None, "duration_s": None, **fields}
+        self.save()
+
+    def save(self) -> None:
+        write_json(self.path, self.data)
+
+    def finish(self, status: str, *, error: BaseException | None = None, **fields: Any) -> None:
+        self.data.update(fields)
+        self.data["status"] = status
+        self.data["error"] = None if error is None else {"type": type(error).__name__, "message": str(error)}
+        self.data["end_time"] = _now()
+        self.data["duration_s"] = round(time.perf_counter() - self._t0, 6)
+        self.save()

@@ -1,0 +1,574 @@
+"""Tests for layers.activations.
+
+References are computed independently with mpmath at 50+ significant digits
+from the textbook definitions, then rounded to the tested dtype.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import mpmath as mp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import layers.activations as A
+from layers.activations import Activation, activation_names, get_act, register_activation
+
+mp.mp.dps = 60
+DTYPES = (np.float32, np.float64)
+ROWWISE = {"softmax", "softmin", "log_softmax"}
+
+
+# --------------------------------------------------------------------------
+# mpmath references: textbook formulas, evaluated exactly-enough
+# --------------------------------------------------------------------------
+
+def _sig(v):
+    return 1 / (1 + mp.exp(-v))
+
+
+def _tanh(v):
+    # mpmath's tanh overflows for huge arguments; at 60 digits it is +-1 there
+    if abs(v) > 100:
+        return mp.sign(v) * mp.mpf(1)
+    return mp.tanh(v)
+
+
+def _tanh_shrink_ref(v):
+    if abs(v) < mp.mpf("1e-4"):
+        return v ** 3 / 3 - 2 * v ** 5 / 15 + 17 * v ** 7 / 315
+    return v - _tanh(v)
+
+
+def _gelu_ref(v):
+    # beyond |v| = 60 the exact value is v, or underflows below every subnormal
+    if abs(v) > 60:
+        return v if v > 0 else mp.mpf(0)
+    return v / 2 * mp.erfc(-v / mp.sqrt(2))
+
+
+def _gelu_tanh_ref(v):
+    u = mp.sqrt(2 / mp.pi) * (v + mp.mpf("0.044715") * v ** 3)
+    return v / (1 + mp.exp(-2 * u))
+
+
+REF = {
+    "step": lambda v: mp.mpf(1) if v > 0 else mp.mpf(0),
+    "identity": lambda v: v,
+    "bent_identity": lambda v: (mp.sqrt(v * v + 1) - 1) / 2 + v,
+    "sigmoid": _sig,
+    "log_sigmoid": lambda v: -mp.log1p(mp.exp(-v)),
+    "tanh": _tanh,
+    "tanh_shrink": _tanh_shrink_ref,
+    "hard_tanh": lambda v: max(mp.mpf(-1), min(mp.mpf(1), v)),
+    "ReLU": lambda v: max(v, mp.mpf(0)),
+    "ReLU6": lambda v: min(max(v, mp.mpf(0)), mp.mpf(6)),
+    "softplus": lambda v: mp.log1p(mp.exp(v)),
+    "softsign": lambda v: v / (1 + abs(v)),
+    "Mish": lambda v: v * _tanh(mp.log1p(mp.exp(v))),
+    "tanhExp": lambda v: v * _tanh(mp.exp(v)),
+    "hard_sigmoid": lambda v, slope, offset: max(mp.mpf(0), min(mp.mpf(1), slope * v + offset)),
+    "hard_shrink": lambda v, lambda_: v if abs(v) > lambda_ else mp.mpf(0),
+    "soft_shrink": lambda v, lambda_: mp.sign(v) * max(abs(v) - lambda_, mp.mpf(0)),
+    "threshold": lambda v, threshold, value: v if v > threshold else value,
+    "leaky_ReLU": lambda v, alpha: v if v > 0 else alpha * v,
+    "ELU": lambda v, alpha: v if v > 0 else alpha * mp.expm1(v),
+    "SELU": lambda v: mp.mpf(1.0507009873554805) * (
+        v if v > 0 else mp.mpf(1.6732632423543772) * mp.expm1(v)),
+    "CELU": lambda v, alpha: max(v, mp.mpf(0)) + min(mp.mpf(0), alpha * mp.expm1(v / alpha)),
+    "Swish": lambda v, beta: v * _sig(beta * v),
+    "GELU": lambda v, approximate: (_gelu_ref(v) if approximate == "none"
+                                    else _gelu_tanh_ref(v)),
+    "SiLU": lambda v: v * _sig(v),
+    "hard_swish": lambda v: v * min(max(v + 3, mp.mpf(0)), mp.mpf(6)) / 6,
+    "PReLU": lambda v, init: v if v > 0 else init * v,
+    "RReLU": lambda v, lower, upper: v if v > 0 else (lower + upper) / 2 * v,
+}
+
+
+def _row_ref(name, row):
+    if name == "softmin":
+        row = [-v for v in row]
+    out = []
+    for i, xi in enumerate(row):
+        others = [mp.exp(xj - xi) for j, xj in enumerate(row) if j != i]
+        if name == "log_softmax":
+            out.append(-mp.log1p(mp.fsum(others)))
+        else:
+            out.append(1 / (1 + mp.fsum(others)))
+    return out
+
+
+# Parameter sets exercised for every function (defaults plus variants).
+PARAM_SETS = {
+    "hard_sigmoid": [{}, {"slope": 1 / 6}, {"slope": 0.3, "offset": 0.25}],
+    "hard_shrink": [{}, {"lambda_": 1.3}],
+    "soft_shrink": [{}, {"lambda_": 1.3}],
+    "threshold": [{}, {"threshold": 0.7, "value": -2.5}],
+    "leaky_ReLU": [{}, {"alpha": 0.3}, {"alpha": 2.5}],
+    "ELU": [{}, {"alpha": 0.7}],
+    "CELU": [{}, {"alpha": 0.3}, {"alpha": 2.0}],
+    "Swish": [{}, {"beta": 1.7}, {"beta": -0.6}, {"beta": 2.0}],
+    "GELU": [{}, {"approximate": "tanh"}],
+    "PReLU": [{}, {"init": 0.1}],
+    "RReLU": [{}, {"lower": 0.2, "upper": 0.4}],
+}
+
+
+def _cases():
+    for name in activation_names():
+        if name not in REF and name not in ROWWISE:
+            continue
+        for params in PARAM_SETS.get(name, [{}]):
+            yield name, params
+
+
+def _grid(dtype):
+    fi = np.finfo(dtype)
+    mags = [0.0, fi.smallest_subnormal, fi.smallest_subnormal * 7, fi.tiny / 3, fi.tiny,
+            1e-30, 1e-8, 1e-4, 1e-3, 0.01, 0.1, 0.3, 0.5, 0.7, 1.0, 1.2, 1.4142, 1.49,
+            1.5, 1.6, 2.0, 2.5, 3.0, 4.0, 5.0, 8.0, 9.5, 10.0, 15.0, 20.0, 27.0, 30.0,
+            37.5, 38.5, 40.0, 50.0, 87.0, 88.0, 88.8, 100.0, 104.0, 200.0, 700.0,
+            708.5, 710.0, 740.0, 745.0, 1e4, 1e10, 1e30, 3e38, float(fi.max)]
+    vals = [v for m in mags for v in (m, -m)]
+    vals += list(np.linspace(-12, 12, 193)) + list(np.linspace(-2.6, -2.4, 11))
+    with np.errstate(over="ignore", under="ignore"):
+        arr = np.array(vals, dtype=np.float64).astype(dtype)
+    return arr[np.isfinite(arr)]
+
+
+def _to_dtype(v, dtype):
+    with np.errstate(over="ignore", under="ignore"):
+        return np.array(float(v), dtype=np.float64).astype(dtype)[()]
+
+
+def _param_in_dtype(params, dtype):
+    out = {}
+    for k, v in params.items():
+        out[k] = mp.mpf(float(np.array(v, dtype=dtype))) if isinstance(v, float) else v
+    return out
+
+
+def _tolerance_check(name, x, got, ref_mp, dtype, extra=""):
+    fi = np.finfo(dtype)
+    rtol = 8 * fi.eps
+    atol = 2 * fi.smallest_subnormal
+    bad = []
+    for xi, gi, ri in zip(x, got, ref_mp):
+        r = _to_dtype(ri, dtype)
+        if not np.isfinite(r):
+            continue  # true value not representable
+        rf = float(ri)
+        if not np.isfinite(gi) or abs(float(gi) - rf) > rtol * abs(rf) + atol:
+            bad.append((float(xi), float(gi), rf))
+    assert not bad, f"{name}{extra} {np.dtype(dtype).name}: {len(bad)} bad, e.g. {bad[:4]}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name,params", list(_cases()),
+                         ids=[f"{n}{p}" for n, p in _cases()])
+def test_against_mpmath(name, params, dtype):
+    act = get_act(name, **params)
+    x = _grid(dtype)
+    mparams = _param_in_dtype(act.params, dtype)
+    if name in ROWWISE:
+        rows = [x[i:i + 8] for i in range(0, len(x) - 8, 8)]
+        rows += [np.array(r, dtype=dtype) for r in (
+            [88.0, -1.3, 0.2], [0.0, -50.0, -700.0], [1e4, -1e4, 0.0], [3.0, 3.0, 1.0],
+            [-3e38, 3e38, 1.0], [1e-30, -1e-30, 0.0], [-20.5, -20.5, -20.5],
+            [12.3, -87.9, 40.1, 40.1 + 1e-6])]
+        for row in rows:
+            with np.errstate(all="raise"):
+                got = act(row[None, :])[0]
+            ref = _row_ref(name, [mp.mpf(float(v)) for v in row])
+            _tolerance_check(name, row, got, ref, dtype, extra=f" row {row.tolist()}")
+        return
+    with np.errstate(all="raise"):
+        got = act(x)
+    assert got.dtype == dtype and got.shape == x.shape
+    ref = [REF[name](mp.mpf(float(v)), **mparams) for v in x]
+    _tolerance_check(name, x, got, ref, dtype)
+
+
+# --------------------------------------------------------------------------
+# Hand-computed values and closed forms
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_closed_forms(dtype):
+    one = np.array([1.0], dtype=dtype)
+    zero = np.array([0.0], dtype=dtype)
+    eps = np.finfo(dtype).eps
+
+    def close(a, b):
+        np.testing.assert_allclose(a, b, rtol=4 * eps, atol=0)
+
+    close(get_act("SELU")(one), [1.0507009873554805])
+    close(get_act("softplus")(zero), [math.log(2.0)])
+    close(get_act("log_sigmoid")(zero), [-math.log(2.0)])
+    close(get_act("sigmoid")(zero), [0.5])
+    assert get_act("GELU")(zero)[0] == 0.0
+    close(get_act("GELU")(one), [0.5 * (1 + math.erf(1 / math.sqrt(2)))])
+    close(get_act("Mish")(one), [math.tanh(math.log1p(math.e))])
+    close(get_act("tanhExp")(one), [math.tanh(math.e)])
+    close(get_act("bent_identity")(one), [(math.sqrt(2) - 1) / 2 + 1])
+    close(get_act("ELU")(-one), [math.expm1(-1.0)])
+    close(get_act("hard_swish")(one), [4.0 / 6.0])
+    close(get_act("softsign")(one), [0.5])
+    close(get_act("RReLU")(-one), [-(1 / 8 + 1 / 3) / 2])
+    assert get_act("step")(np.array([-1.0, 0.0, -0.0, 2.0], dtype))[()].tolist() == [0, 0, 0, 1]
+    close(get_act("softmax")(np.zeros((2, 4), dtype)), np.full((2, 4), 0.25))
+    close(get_act("hard_sigmoid")(np.array([-2.5, 0.0, 2.5], dtype)), [0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(
+        get_act("threshold", threshold=1.0, value=-7.0)(np.array([0.5, 1.0, 1.5], dtype)),
+        np.array([-7.0, -7.0, 1.5], dtype))
+    np.testing.assert_array_equal(
+        get_act("hard_shrink", lambda_=1.0)(np.array([-2.0, -1.0, 0.5, 1.0, 3.0], dtype)),
+        np.array([-2.0, 0.0, 0.0, 0.0, 3.0], dtype))
+    np.testing.assert_array_equal(
+        get_act("soft_shrink", lambda_=1.0)(np.array([-2.0, -1.0, 0.5, 3.0], dtype)),
+        np.array([-1.0, 0.0, 0.0, 2.0], dtype))
+    # leaky_ReLU follows the definition for alpha > 1 (the seed's max form did not)
+    np.testing.assert_array_equal(
+        get_act("leaky_ReLU", alpha=2.0)(np.array([-1.0, 3.0], dtype)),
+        np.array([-2.0, 3.0], dtype))
+
+
+def test_hardsigmoid_spelling_is_the_seed_function():
+    a = get_act("hardsigmoid")
+    assert a.name == "hard_sigmoid" and a.params == {"slope": 0.2, "offset": 0.5}
+    torch_like = get_act("hardsigmoid", slope=0.16666666666666666)
+    np.testing.assert_allclose(torch_like(np.array([-3.0, 0.0, 3.0])), [0.0, 0.5, 1.0],
+                               atol=1e-15)
+
+
+# --------------------------------------------------------------------------
+# NaN and dtype handling
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", activation_names())
+def test_nan_propagates(name, dtype):
+    x = np.array([[0.5, np.nan, -2.0], [1.0, 2.0, 3.0]], dtype=dtype)
+    with np.errstate(all="raise"):
+        y = get_act(name)(x)
+    assert y.dtype == dtype
+    if name in ROWWISE:
+        assert np.isnan(y[0]).all() and not np.isnan(y[1]).any()
+    else:
+        assert np.array_equal(np.isnan(y), np.isnan(x))
+
+
+@pytest.mark.parametrize("name", activation_names())
+def test_integer_and_float16_inputs(name):
+    xi = np.array([[-2, 0, 3]], dtype=np.int64)
+    act = get_act(name)
+    yi = act(xi)
+    assert yi.dtype == np.float64
+    np.testing.assert_array_equal(yi, act(xi.astype(np.float64)))
+    xh = np.array([[-2.0, 0.25, 3.0]], dtype=np.float16)
+    yh = act(xh)
+    assert yh.dtype == np.float16
+    np.testing.assert_array_equal(yh, act(xh.astype(np.float32)).astype(np.float16))
+
+
+def test_rejects_complex_and_object():
+    with pytest.raises(TypeError):
+        get_act("ReLU")(np.array([1 + 2j]))
+    with pytest.raises(TypeError):
+        get_act("ReLU")(np.array(["a"]))
+
+
+# --------------------------------------------------------------------------
+# Hypothesis properties
+# --------------------------------------------------------------------------
+
+def _finite_arrays(dtype, min_dims=1):
+    return hnp.arrays(
+        dtype, hnp.array_shapes(min_dims=min_dims, max_dims=2, min_side=1, max_side=6),
+        elements=st.floats(width=np.finfo(dtype).bits, allow_nan=False,
+                           allow_infinity=False))
+
+
+_ALL = activation_names()
+_MONOTONE = {"step", "identity", "bent_identity", "sigmoid", "log_sigmoid", "tanh",
+             "tanh_shrink", "hard_tanh", "ReLU", "ReLU6", "softplus", "softsign",
+             "hard_sigmoid", "leaky_ReLU", "ELU", "SELU", "CELU", "PReLU", "RReLU"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), dtype=st.sampled_from(DTYPES), name=st.sampled_from(_ALL))
+def test_property_dtype_shape_finite_bounds(data, dtype, name):
+    x = data.draw(_finite_arrays(dtype))
+    act = get_act(name)
+    with np.errstate(all="raise"):
+        y = act(x)
+    assert y.dtype == dtype and y.shape == x.shape
+    # Overflow is legitimate only where the true value exceeds the range.
+    big = np.abs(x.astype(np.float64)) > np.finfo(dtype).max / 2
+    if name in ROWWISE:
+        big = np.repeat(big.any(axis=-1, keepdims=True), x.shape[-1], axis=-1)
+    assert np.isfinite(y[~big]).all()
+    if act.output_range is not None:
+        lo, hi = act.output_range
+        assert ((y >= lo) & (y <= hi)).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), dtype=st.sampled_from(DTYPES), name=st.sampled_from(sorted(_MONOTONE)))
+def test_property_monotone(data, dtype, name):
+    x = np.sort(data.draw(_finite_arrays(dtype)).ravel())
+    with np.errstate(all="raise"):
+        y = get_act(name)(x)
+    assert (y[1:] >= y[:-1]).all()  # inf >= inf holds where both overflow
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), dtype=st.sampled_from(DTYPES))
+def test_property_softmax_rows(data, dtype):
+    x = data.draw(hnp.arrays(dtype, st.tuples(st.integers(1, 5), st.integers(1, 9)),
+                             elements=st.floats(-1e4, 1e4, width=np.finfo(dtype).bits)))
+    eps = np.finfo(dtype).eps
+    with np.errstate(all="raise"):
+        p = get_act("softmax")(x)
+        q = get_act("softmin")(x)
+        ls = get_act("log_softmax")(x)
+    n = x.shape[-1]
+    for r in (p, q):
+        np.testing.assert_allclose(r.astype(np.float64).sum(axis=-1), 1.0, rtol=0,
+                                   atol=(n + 2) * eps)
+    lse = np.log(np.exp(ls.astype(np.float64)).sum(axis=-1))
+    np.testing.assert_allclose(lse, 0.0, atol=(n + 2) * eps)
+    assert (ls <= 0).all()
+    np.testing.assert_array_equal(get_act("softmax")(x[0]), p[0])
+
+
+# --------------------------------------------------------------------------
+# Parameters
+# --------------------------------------------------------------------------
+
+def _param_variants():
+    for name in activation_names():
+        for key, default in A._REGISTRY[name].defaults.items():
+            yield name, key, default
+
+
+_CHANGED = {"approximate": "tanh"}
+
+
+@pytest.mark.parametrize("name,key,default", list(_param_variants()))
+def test_every_parameter_changes_the_result(name, key, default):
+    new = _CHANGED.get(key, default * 1.5 + 0.3 if isinstance(default, float) else None)
+    x = np.linspace(-3.0, 3.0, 61)
+    base = get_act(name)(x)
+    try:
+        act = get_act(name, **{key: new})
+    except ValueError:  # e.g. RReLU lower must stay <= upper
+        act = get_act(name, **{key: default * 0.5})
+    changed = act(x)
+    assert not np.array_equal(base, changed), (name, key, new)
+
+
+def test_param_types_and_values():
+    assert get_act("leaky_ReLU", alpha=1).params == {"alpha": 1.0}
+    assert get_act("ELU", alpha=np.float32(0.5)).params == {"alpha": 0.5}
+    with pytest.raises(TypeError, match=r"leaky_ReLU got unexpected parameter 'beta'; "
+                                        r"accepted: alpha=0.01"):
+        get_act("leaky_ReLU", beta=1.0)
+    with pytest.raises(TypeError, match=r"leaky_ReLU parameter 'alpha' must be a real "
+                                        r"number.*accepted: alpha=0.01"):
+        get_act("leaky_ReLU", alpha="0.1")
+    with pytest.raises(TypeError, match="ELU parameter 'alpha'"):
+        get_act("ELU", alpha=True)
+    with pytest.raises(ValueError, match="must be finite"):
+        get_act("ELU", alpha=float("nan"))
+    with pytest.raises(ValueError, match=r"GELU .*approximate.*accepted: approximate='none'"):
+        get_act("GELU", approximate="foo")
+    with pytest.raises(TypeError, match="GELU parameter 'approximate' must be a string"):
+        get_act("GELU", approximate=1)
+    with pytest.raises(ValueError, match=r"RReLU needs lower <= upper"):
+        get_act("RReLU", lower=0.5, upper=0.1)
+    with pytest.raises(ValueError, match="lambda_"):
+        get_act("soft_shrink", lambda_=-1)
+    with pytest.raises(ValueError, match="alpha"):
+        get_act("CELU", alpha=0)
+    with pytest.raises(TypeError, match=r"^sigmoid takes no parameters; got 'alpha'$"):
+        get_act("sigmoid", alpha=1.0)
+
+
+def test_output_range_values():
+    assert get_act("sigmoid").output_range == (0.0, 1.0)
+    assert get_act("tanh").output_range == (-1.0, 1.0)
+    assert get_act("ReLU6").output_range == (0.0, 6.0)
+    assert get_act("hard_sigmoid", slope=3.0).output_range == (0.0, 1.0)
+    for name in ("ReLU", "ELU", "identity", "Swish", "GELU", "log_softmax"):
+        assert get_act(name).output_range is None
+
+
+# --------------------------------------------------------------------------
+# Names, registry, errors
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spellings", [
+    ("leaky_ReLU", "leakyReLU", "LeakyReLU", "leaky-relu", "LEAKY_RELU"),
+    ("ReLU", "relu"), ("SiLU", "silu"), ("hard_tanh", "hardtanh", "Hardtanh"),
+    ("log_sigmoid", "logsigmoid", "LogSigmoid"), ("log_softmax", "LogSoftmax"),
+    ("hard_sigmoid", "hardsigmoid"), ("hard_swish", "hardswish", "Hardswish"),
+    ("soft_shrink", "softshrink"), ("hard_shrink", "hardshrink"),
+    ("tanh_shrink", "tanhshrink", "Tanhshrink"), ("ReLU6", "relu6"), ("GELU", "gelu"),
+    ("Mish", "mish"), ("SELU", "selu"), ("CELU", "celu"), ("ELU", "elu"),
+    ("PReLU", "prelu"), ("RReLU", "rrelu"), ("threshold", "Threshold"),
+    ("softmin", "Softmin"), ("softplus", "Softplus"), ("softsign", "Softsign"),
+    ("sigmoid", "Sigmoid", "logistic"), ("tanh", "Tanh"), ("identity", "Identity", "linear"),
+    ("Swish", "swish"), ("tanhExp", "tanh_exp"), ("step", "heaviside"),
+])
+def test_spellings(spellings):
+    names = {get_act(s).name for s in spellings}
+    assert len(names) == 1
+
+
+def test_unknown_name_lists_closest_and_allowed():
+    with pytest.raises(ValueError) as info:
+        get_act("sigmod")
+    msg = str(info.value)
+    assert msg.startswith("unknown activation 'sigmod'; closest: sigmoid")
+    assert "log_sigmoid" in msg.split("allowed:")[0]
+    assert "hard_sigmoid" in msg.split("allowed:")[0]
+    assert msg.endswith("allowed: " + ", ".join(activation_names()))
+    assert "\n" not in msg
+    with pytest.raises(ValueError, match=r"^unknown activation 'zzzz'; allowed: step"):
+        get_act("zzzz")
+
+
+def test_no_collisions_in_builtin_registry():
+    seen = {}
+    for name, spec in A._REGISTRY.items():
+        for spelling in (name, *spec.aliases):
+            key = A._normalise(spelling)
+            assert seen.setdefault(key, name) == name
+
+
+def test_table_markdown():
+    table = activation_table_markdown = A.activation_table_markdown()
+    lines = table.strip().splitlines()
+    assert lines[0].startswith("| name | aliases | parameters | formula | output range |")
+    assert len(lines) == 2 + len(activation_names())
+    assert "`alpha=0.01`" in table and "[0, 1]" in table and "unbounded" in table
+    del activation_table_markdown
+
+
+def test_register_user_activation_and_collisions():
+    @register_activation(aliases=("cube_it",), output_range=None, formula="x^3 * k")
+    def user_cube_test(x, k=1.0):
+        return x * x * x * k
+
+    act = get_act("UserCubeTest", k=2)
+    assert act.name == "user_cube_test" and act.params == {"k": 2.0}
+    np.testing.assert_array_equal(act(np.array([2.0])), [16.0])
+    assert get_act("cube-it").name == "user_cube_test"
+    assert act(np.array([2], dtype=np.int32)).dtype == np.float64
+    out = np.zeros(1)
+    assert act(np.array([1.0]), out=out) is out and out[0] == 2.0
+    with pytest.raises(TypeError, match="unexpected parameter 'j'; accepted: k=1.0"):
+        get_act("user_cube_test", j=1)
+    with pytest.raises(ValueError, match="collides"):
+        register_activation(lambda x: x, name="Leaky-ReLU")
+    with pytest.raises(ValueError, match="collides"):
+        register_activation(lambda x: x, name="fresh_name_xyz", aliases=("relu",))
+    with pytest.raises(ValueError):
+        register_activation(user_cube_test)
+    with pytest.raises(TypeError, match="default"):
+        register_activation(lambda x, k: x, name="needs_default_xyz")
+
+    @register_activation
+    def plain_user_fn_xyz(x):
+        return x + 1
+
+    assert get_act("plain_user_fn_xyz")(np.array([1.0]))[0] == 2.0
+    assert "plain_user_fn_xyz" in activation_names()
+
+
+# --------------------------------------------------------------------------
+# Activation object, out=, chunking
+# --------------------------------------------------------------------------
+
+def test_activation_object():
+    act = get_act("leaky_ReLU", alpha=0.2)
+    assert isinstance(act, Activation)
+    assert repr(act) == "Activation(leaky_ReLU, alpha=0.2)"
+    assert repr(get_act("sigmoid")) == "Activation(sigmoid)"
+    assert act.forward.__func__ is Activation.__call__
+    with pytest.raises(AttributeError):
+        act.name = "x"
+    p = act.params
+    p["alpha"] = 5
+    assert act.params == {"alpha": 0.2}
+    assert act == get_act("LeakyReLU", alpha=0.2) and hash(act) == hash(get_act("leaky_relu", alpha=0.2))
+    assert pickle.loads(pickle.dumps(act)) == act
+
+
+@pytest.mark.parametrize("name", activation_names())
+def test_out_in_place(name):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((7, 5)) * 4
+    act = get_act(name)
+    expected = act(x)
+    out = np.empty_like(x)
+    assert act(x, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    y = x.copy()
+    assert act(y, out=y) is y
+    np.testing.assert_array_equal(y, expected)
+    # a strided view written in place
+    z = np.zeros((7, 10))
+    z[:, ::2] = x
+    view = z[:, ::2]
+    act(view, out=view)
+    np.testing.assert_array_equal(z[:, ::2], expected)
+    with pytest.raises((TypeError, ValueError)):
+        act(x, out=np.empty((7, 5), np.float32))
+    with pytest.raises(ValueError):
+        act(x, out=np.empty((5, 7)))
+
+
+@pytest.mark.parametrize("name,params", [(n, p) for n in activation_names()
+                                         for p in PARAM_SETS.get(n, [{}])[-1:]])
+def test_chunked_and_threaded_results_are_identical(name, params, monkeypatch):
+    rng = np.random.default_rng(5)
+    act = get_act(name, **params)
+    for dtype in DTYPES:
+        x = (rng.standard_normal((301, 13)) * 6).astype(dtype)
+        x[5, 3] = -60.0
+        x[7, 1] = 0.0
+        x[9, 2] = np.nan
+        whole = act(x)
+        monkeypatch.setattr(A, "_PARALLEL_MIN", 16)
+        monkeypatch.setattr(A, "_CHUNK", 37)
+        try:
+            for k in (1, 2, 3):
+                A.set_num_threads(k)
+                np.testing.assert_array_equal(act(x), whole)
+                y = x.copy()
+                act(y, out=y)
+                np.testing.assert_array_equal(y, whole)
+        finally:
+            A.set_num_threads(max(1, __import__("os").cpu_count() or 1))
+            monkeypatch.undo()
+
+
+def test_set_num_threads_validation():
+    with pytest.raises(ValueError):
+        A.set_num_threads(0)
+    with pytest.raises(ValueError):
+        A.set_num_threads(1.5)
+
+
+def test_public_functions_are_plain():
+    x = np.array([-1.0, 2.0], dtype=np.float32)
+    y = A.leaky_ReLU(x, alpha=0.5)
+    assert y.dtype == np.float32 and y.tolist() == [-0.5, 2.0]
+    np.testing.assert_array_equal(A.sigmoid(x), get_act("sigmoid")(x))

@@ -1,0 +1,74 @@
+"""Every shipped config composes, resolves against the schema, and yields a valid plan."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from runner.app import make_plan
+from runner.config import register_configs
+from runner.errors import ConfigError
+
+register_configs()
+
+
+def shipped(group: str) -> list[str]:
+    folder = resources.files("runner.conf") / group
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def compose_cfg(*overrides: str):
+    with initialize_config_module(config_module="runner.conf", version_base=None):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("network", shipped("network"))
+def test_every_network_config_makes_a_valid_plan(network, tmp_path):
+    cfg = compose_cfg(f"network={network}")
+    plan = make_plan(OmegaConf.to_container(cfg, resolve=True), base_dir=str(tmp_path))
+    assert len(plan.layers) == len(cfg.network.layers)
+    for before, after in zip(plan.layers, plan.layers[1:]):
+        assert after.prev == before.n
+    assert [s.kind for s in plan.layers][-1] == "output"
+
+
+@pytest.mark.parametrize("dataset", shipped("dataset"))
+def test_every_dataset_config_composes(dataset, tmp_path):
+    import numpy as np
+
+    overrides = [f"dataset={dataset}"]
+    if dataset == "file":
+        np.save(tmp_path / "x.npy", np.zeros((3, 100)))
+        overrides.append(f"dataset.path={tmp_path / 'x.npy'}")
+    cfg = compose_cfg(*overrides)
+    plan = make_plan(OmegaConf.to_container(cfg, resolve=True), base_dir=str(tmp_path))
+    assert plan.source.features == plan.layers[0].prev
+
+
+def test_layer_defaults_are_filled_in(tmp_path):
+    cfg = compose_cfg("wb_width=0.3", "+network.layers.2.wb_width=2.0", "network.layers.2.name=null")
+    plan = make_plan(OmegaConf.to_container(cfg, resolve=True), base_dir=str(tmp_path))
+    assert [s.kind for s in plan.layers] == ["middle", "middle", "output"]
+    assert [s.wb_width for s in plan.layers] == [0.3, 0.3, 2.0]
+    assert [s.name for s in plan.layers] == ["h1", "h2", "layer2"]
+    assert [s.prev for s in plan.layers] == [100, 100, 100]
+
+
+def test_schema_rejects_wrong_types_at_compose_time():
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_cfg("network.layers.0.n=abc")
+    assert "network.layers[0].n" in str(err.value.__cause__) or "abc" in str(err.value.__cause__)
+    with pytest.raises(ConfigCompositionException):
+        compose_cfg("seed=one")
+
+
+
+def test_layer_keys_outside_the_schema_are_refused(tmp_path):
+    # Hydra's "+" adds keys even to typed nodes; the plan refuses them, _target_ included.
+    cfg = compose_cfg("+network.layers.0._target_=os.system")
+    with pytest.raises(ConfigError, match=r"network.layers\[0\]._target_: not a layer key; accepted: n, prev"):
+        make_plan(OmegaConf.to_container(cfg, resolve=True), base_dir=str(tmp_path))
