@@ -187,9 +187,11 @@ def execute(plan: Plan, run_dir: Path, writers: list[Any]) -> list[str]:
 def make_layer_stats(network: LayerManager, stats_cfg: dict[str, Any]) -> list[Any]:
     from runner.stats import LayerStats
 
+    # stats.range is for unbounded activations; a bounded one is histogrammed over its range.
     hist_range = tuple(stats_cfg["range"]) if stats_cfg.get("range") else None
-    return [LayerStats(layer.n, bins=stats_cfg["bins"], hist_range=hist_range,
-                       output_range=layer.act.output_range) for layer in network]
+    return [LayerStats(layer.n, bins=stats_cfg["bins"], output_range=layer.act.output_range,
+                       hist_range=hist_range if layer.act.output_range is None else None)
+            for layer in network]
 
 
 def draw_figure(run_dir: Path, layers: list[dict[str, Any]]) -> bool:

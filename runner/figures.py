@@ -59,7 +59,9 @@ def _draw_hist(ax, layer: dict[str, Any]) -> None:
         ax.set_xticks([])
         ax.set_yticks([])
         return
-    ax.stairs(counts, edges, fill=True, color=_BAR_COLOR)
+    # Fractions, not counts: layers of different widths share one y axis.
+    total = sum(counts) or 1
+    ax.stairs([c / total for c in counts], edges, fill=True, color=_BAR_COLOR)
     ax.set_xlim(edges[0], edges[-1])
     ax.tick_params(labelsize=7)
 
@@ -100,6 +102,7 @@ def plot_activations(layers: list[dict], path: str | os.PathLike, *, title: str 
     for ax, layer in zip(axes, layers):
         _draw_hist(ax, layer)
         ax.set_title(_panel_title(layer), fontsize=9)
+    axes[0].set_ylabel("fraction of values", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
