@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 from runner.app import log, run
 from runner.config import RunConf, register_configs
 from runner.errors import EXIT_CONFIG, EXIT_INTERNAL, EXIT_OK, ConfigError, Interrupted
+from runner.guard import check_command_line
 from runner.record import RECORD
 
 register_configs()
@@ -85,6 +86,11 @@ def _with_defaults(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
+    try:
+        check_command_line(sys.argv[1:], Path.cwd())
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_CONFIG)
     sys.argv = [sys.argv[0], *_with_defaults(sys.argv[1:])]
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:

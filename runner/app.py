@@ -18,8 +18,10 @@ import numpy as np
 
 from layers import LayerManager
 from runner.artifacts import NpyWriter, file_hashes, write_json, write_npz
-from runner.build import LayerSpec, build_network, check_run_settings, import_plugins, resolve_layers
+from runner.budget import check_budget
+from runner.build import LayerSpec, build_network, check_int, check_run_settings, import_plugins, resolve_layers
 from runner.datasets import Source, build_dataset
+from runner.progress import Progress, limit_threads
 from runner.record import RunRecord, environment, git_state
 
 log = logging.getLogger("runner")
@@ -49,6 +51,8 @@ def make_plan(cfg: dict[str, Any], *, base_dir: str) -> Plan:
     check_run_settings(cfg)
     layers = list(cfg["network"]["layers"])
     first_prev = layers[0].get("prev") if layers else None
+    if first_prev is not None:  # checked here: a synthetic dataset takes its width from it
+        check_int("network.layers[0].prev", first_prev)
     source = build_dataset(cfg["dataset"], features=first_prev, base_dir=base_dir)
     specs = resolve_layers(layers, wb_width=cfg["wb_width"], width=source.features)
     return Plan(cfg, source, specs)
@@ -116,10 +120,15 @@ def run(cfg: dict[str, Any], run_dir: str | os.PathLike, *, base_dir: str) -> Ru
     writers: list[Any] = []
     try:
         plan = make_plan(cfg, base_dir=base_dir)
+        check_budget(widths=[s.n for s in plan.layers], features=plan.source.features,
+                     rows=plan.source.rows, batch_size=cfg["batch_size"], dtype=cfg["dtype"],
+                     save_activations=cfg["save_activations"], stats=cfg["stats"]["enabled"], run_dir=run_dir)
         record.data["rows"] = plan.source.rows
         record.data["dataset"] = plan.source.describe()
-        record.save()
-        artifacts = execute(plan, run_dir, writers)
+        with limit_threads(cfg.get("threads")) as threads:
+            record.data["threads"] = threads
+            record.save()
+            artifacts = execute(plan, run_dir, writers)
     except BaseException as err:
         for writer in writers:
             writer.discard()
@@ -158,11 +167,14 @@ def execute(plan: Plan, run_dir: Path, writers: list[Any]) -> list[str]:
             layer_stats[i].update(y)
 
     observer = observe if (activations is not None or layer_stats is not None) else None
+    progress = Progress(source.rows, enabled=cfg["progress"])
     t0 = time.perf_counter()
     for batch in source.batches(cfg["batch_size"]):
         x = batch.astype(dtype, copy=False)
         outputs.write(network.forward(x, keep_u=activations is not None, observe=observer))
+        progress.update(len(x))
     elapsed = time.perf_counter() - t0
+    progress.close()
 
     written = [OUTPUTS]
     outputs.close()
@@ -199,7 +211,7 @@ def draw_figure(run_dir: Path, layers: list[dict[str, Any]]) -> bool:
     from runner.figures import PlottingUnavailable, plot_activations
 
     try:
-        plot_activations(layers, run_dir / FIGURE, title=run_dir.name)
+        plot_activations(layers, run_dir / FIGURE)
     except PlottingUnavailable as err:
         say(f"note: {err}; {FIGURE} was not drawn")
         return False
