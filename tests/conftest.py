@@ -68,5 +68,14 @@ def cli(tmp_path):
 
 
 def gaussian_input(rows: int, features: int, seed: int = 0) -> np.ndarray:
-    """The default dataset, drawn independently of the runner: the data stream is [seed, 1]."""
-    return np.random.default_rng([seed, 1]).standard_normal((rows, features))
+    """The default dataset, drawn independently of the runner.
+
+    Rows come in blocks of 65536; block k is drawn whole from its own generator seeded with
+    [seed, 1, k] (the weights use [seed, 0]), and the last block is cut to the rows asked for.
+    """
+    block = 65536
+    parts = []
+    for k, start in enumerate(range(0, rows, block)):
+        n = min(block, rows - start)
+        parts.append(np.random.default_rng([seed, 1, k]).standard_normal((n, features)))
+    return np.concatenate(parts) if parts else np.empty((0, features))
