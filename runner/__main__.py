@@ -15,6 +15,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -22,7 +23,7 @@ from runner.app import log, run
 from runner.config import RunConf, register_configs
 from runner.errors import EXIT_CONFIG, EXIT_INTERNAL, EXIT_OK, ConfigError, Interrupted
 from runner.guard import check_command_line
-from runner.record import RECORD
+from runner.jobs import config_digest, default_threads, prepare_run_dir
 
 register_configs()
 
@@ -62,13 +63,15 @@ def task(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
     debug = bool(cfg.get("debug", False)) or os.environ.get("HYDRA_FULL_ERROR") == "1"
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        if Path(run_dir, RECORD).exists():
-            raise ConfigError(
-                f"hydra.run.dir={run_dir}: already holds a run ({RECORD}); choose a new directory",
-                key="hydra.run.dir",
-            )
-        run(_typed_config(cfg), run_dir, base_dir=hydra_cfg.runtime.cwd)
+        plain = _typed_config(cfg)
+        if not prepare_run_dir(Path(run_dir), config_digest(plain), multirun=multirun):
+            print(f"job {hydra_cfg.job.num}: already completed in {run_dir}; skipped", flush=True)
+            return
+        if plain["threads"] is None and multirun:
+            plain["threads"] = default_threads(hydra_cfg.get("launcher"))
+        run(plain, run_dir, base_dir=hydra_cfg.runtime.cwd)
     except ConfigError as err:
         if debug:
             raise
@@ -82,7 +85,10 @@ def task(cfg: DictConfig) -> None:
 
 def _with_defaults(argv: list[str]) -> list[str]:
     given = {arg.split("=", 1)[0].lstrip("+~") for arg in argv if "=" in arg}
-    return argv + [d for d in HYDRA_DEFAULTS if d.split("=", 1)[0] not in given]
+    extra = [d for d in HYDRA_DEFAULTS if d.split("=", 1)[0] not in given]
+    # Hydra's parser takes the overrides as one run of arguments: join the user's, if any.
+    at = next((i for i, arg in enumerate(argv) if "=" in arg and not arg.startswith("-")), len(argv))
+    return argv[:at] + extra + argv[at:]
 
 
 def main() -> None:

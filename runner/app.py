@@ -21,6 +21,7 @@ from runner.artifacts import NpyWriter, file_hashes, write_json, write_npz
 from runner.budget import check_budget
 from runner.build import LayerSpec, build_network, check_int, check_run_settings, import_plugins, resolve_layers
 from runner.datasets import Source, build_dataset
+from runner.jobs import config_digest
 from runner.progress import Progress, limit_threads
 from runner.record import RunRecord, environment, git_state
 
@@ -115,7 +116,7 @@ def run(cfg: dict[str, Any], run_dir: str | os.PathLike, *, base_dir: str) -> Ru
     run_dir = Path(run_dir)
     record = RunRecord(run_dir, {
         "seed": cfg.get("seed"), "dtype": cfg.get("dtype"), "rows": None, "run_dir": str(run_dir),
-        "cwd": base_dir, "git": git_state(base_dir), **environment(),
+        "cwd": base_dir, "git": git_state(base_dir), "config_sha256": config_digest(cfg), **environment(),
     })
     writers: list[Any] = []
     try:

@@ -76,8 +76,32 @@ def split_command_line(argv: list[str]) -> tuple[dict[str, str], list[str], bool
     return options, overrides, multirun
 
 
+# Launcher options and the plugin (and the extra of this package) that provides each.
+LAUNCHER_PLUGINS = {
+    "joblib": ("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher", "parallel"),
+    "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher", "cluster"),
+    "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher", "cluster"),
+    "slurm_cpu": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher", "cluster"),
+}
+
+
+def check_launcher(choice: str) -> None:
+    """A launcher whose plugin is not installed gets the name of the extra that installs it."""
+    import importlib.util
+
+    if choice in LAUNCHER_PLUGINS:
+        module, dist, extra = LAUNCHER_PLUGINS[choice]
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"hydra/launcher={choice}: needs the {dist} plugin, which is not installed; "
+                              f"install it with: pip install 'fwdrunner[{extra}]'", key="hydra/launcher")
+
+
 def check_command_line(argv: list[str], cwd: Path) -> None:
     options, overrides, multirun = split_command_line(argv)
+    for arg in overrides:
+        key, _, value = arg.lstrip("+~").partition("=")
+        if key == "hydra/launcher":
+            check_launcher(value)
     for arg in overrides:
         if "_target_" in arg:
             key = arg.split("=", 1)[0]

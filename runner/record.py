@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import socket
@@ -25,6 +26,7 @@ def _version(dist: str) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=8)  # once per process: a sweep's jobs share their checkout
 def git_state(cwd: str) -> dict[str, Any] | None:
     """The commit and dirty flag of the checkout ``cwd`` is in, or None outside one."""
     try:
