@@ -5,7 +5,8 @@ Usage: python benchmarks/bench_activations.py [--rows 200000] [--cols 100]
 
 Prints ns/element (median of the repeats) for the naive NumPy formula, for
 layers.activations, and for torch.nn.functional under torch.inference_mode
-(default threads), plus the ratio ours/torch.  torch and scipy (used only for
+(default threads), plus the ratio ours/torch.  The three candidates are timed
+round-robin within each repeat so that background load affects them alike.  torch and scipy (used only for
 the naive exact GELU) are optional benchmark dependencies.
 """
 
@@ -126,14 +127,23 @@ def _torch_table():
     }
 
 
-def _time(fn, arg, repeat):
-    fn(arg)  # warm-up (allocator, thread pool)
-    times = []
+def _time_interleaved(fns, arg, repeat):
+    """Median seconds per call for each of ``fns``, timed round-robin.
+
+    The candidates alternate within every repeat, so load from other processes
+    on a shared machine affects all of them alike.  None entries give NaN.
+    """
+    live = [(i, f) for i, f in enumerate(fns) if f is not None]
+    for _, f in live:
+        f(arg)  # warm-up (allocator, thread pool)
+    times: dict[int, list[float]] = {i: [] for i, _ in live}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn(arg)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for i, f in live:
+            t0 = time.perf_counter()
+            f(arg)
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(times[i]) if i in times else float("nan")
+            for i in range(len(fns))]
 
 
 def main(argv=None):
@@ -163,14 +173,20 @@ def main(argv=None):
         tx = torch.from_numpy(x) if torch is not None else None
         for label, name, params in entries:
             ours = get_act(name, **params)
-            t_ours = _time(ours, x, args.repeat)
             naive = NAIVE.get(label)
-            with np.errstate(all="ignore"):
-                t_naive = _time(naive, x, args.repeat) if naive is not None else float("nan")
-            t_torch = float("nan")
-            if label in ttab:
+            tfn = ttab.get(label)
+
+            def naive_fn(a, naive=naive):
+                with np.errstate(all="ignore"):
+                    return naive(a)
+
+            def torch_fn(a, tfn=tfn, tx=tx):
                 with torch.inference_mode():
-                    t_torch = _time(ttab[label], tx, args.repeat)
+                    return tfn(tx)
+
+            t_naive, t_ours, t_torch = _time_interleaved(
+                [naive_fn if naive is not None else None, ours,
+                 torch_fn if tfn is not None else None], x, args.repeat)
             rows.append((label, np.dtype(dtype).name, t_naive / n * 1e9, t_ours / n * 1e9,
                          t_torch / n * 1e9))
             r = rows[-1]

@@ -572,3 +572,37 @@ def test_public_functions_are_plain():
     y = A.leaky_ReLU(x, alpha=0.5)
     assert y.dtype == np.float32 and y.tolist() == [-0.5, 2.0]
     np.testing.assert_array_equal(A.sigmoid(x), get_act("sigmoid")(x))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_softsign_monotone_where_one_plus_x_rounds(dtype):
+    p = np.finfo(dtype).nmant + 1
+    x = np.concatenate([np.arange(-64, 64) * 2.0 + 2.0 ** p, [1e30, np.inf]]).astype(dtype)
+    y = get_act("softsign")(x)
+    assert (np.diff(y) >= 0).all()
+    assert y[-1] == 1.0
+
+
+@pytest.mark.parametrize("name", ["tanh", "tanh_shrink", "tanhExp"])
+def test_float64_tanh_monotone_and_accurate_across_branch_switch(name):
+    # tanh switches between a rational form and the exponential form at |x| = 0.625
+    x = np.concatenate([np.linspace(0.62, 0.63, 20001), np.linspace(-0.63, -0.62, 20001)])
+    x = np.sort(x)
+    y = get_act(name)(x)
+    if name == "tanh":
+        assert (np.diff(y) >= 0).all()
+    ref = {"tanh": lambda v: _tanh(v), "tanh_shrink": _tanh_shrink_ref,
+           "tanhExp": lambda v: v * _tanh(mp.exp(v))}[name]
+    sample = x[::400]
+    got = get_act(name)(sample)
+    _tolerance_check(name, sample, got, [ref(mp.mpf(float(v))) for v in sample], np.float64)
+
+
+def test_float32_exact_gelu_dense_against_float64():
+    # the float32 path has its own erfc approximation; check it densely
+    x = np.concatenate([np.linspace(-16, 16, 400001), -np.geomspace(1e-30, 16, 20001),
+                        np.geomspace(1e-30, 16, 20001)]).astype(np.float32)
+    got = get_act("GELU")(x).astype(np.float64)
+    ref = get_act("GELU")(x.astype(np.float64))
+    fi = np.finfo(np.float32)
+    assert (np.abs(got - ref) <= 8 * fi.eps * np.abs(ref) + 2 * fi.smallest_subnormal).all()
