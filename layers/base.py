@@ -8,6 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from layers.activations import get_act
+from layers.blocks import block_rows, for_each_block
 from layers.registry import register_layer
 
 DTYPES = ("float32", "float64")
@@ -84,16 +85,29 @@ class BaseLayer:
 
     def linear(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``u = x @ w + b``, written into ``out`` when given (shape ``(rows, n)``)."""
-        if self.keep_input:
-            self.x = x.copy()
-        u = np.matmul(x, self.w, out=out)
-        u += self.b
-        return u
+        return self._blocks(x, out, activate=False)
 
     def forward(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``y = act(x @ w + b)``; with ``out``, ``u`` and then ``y`` are computed in it."""
-        u = self.linear(x, out=out)
-        return self.act(u, out=u)
+        return self._blocks(x, out, activate=True)
+
+    def _blocks(self, x: np.ndarray, out: np.ndarray | None, *, activate: bool) -> np.ndarray:
+        # Row blocks of a fixed size make the result independent of the thread count (see
+        # layers.blocks); each block is multiplied, shifted and activated while it is in cache.
+        if self.keep_input:
+            self.x = x.copy()
+        u = np.empty((x.shape[0], self.n), dtype=self.dtype) if out is None else out
+        w, b, act = self.w, self.b, self.act
+
+        def work(start: int, stop: int) -> None:
+            block = u[start:stop]
+            np.matmul(x[start:stop], w, out=block)
+            block += b
+            if activate:
+                act(block, out=block)
+
+        for_each_block(x.shape[0], block_rows(self.n), work)
+        return u
 
     __call__ = forward
 

@@ -93,10 +93,14 @@ class LayerManager:
         """
         rows = x.shape[0]
         for i, layer in enumerate(self._layers):
-            u = layer.linear(x, out=self._buffer(i, rows))
-            y = layer.act(u) if keep_u else layer.act(u, out=u)
+            if keep_u:
+                u = layer.linear(x, out=self._buffer(i, rows))
+                y = layer.act(u)
+            else:
+                u = None
+                y = layer.forward(x, out=self._buffer(i, rows))
             if observe is not None:
-                observe(i, u if keep_u else None, y)
+                observe(i, u, y)
             x = y
         return x
 

@@ -18,11 +18,12 @@ import numpy as np
 
 from layers import LayerManager
 from runner.artifacts import NpyWriter, file_hashes, write_json, write_npz
-from runner.budget import check_budget
+from runner.budget import STATS_BLOCK_ROWS, check_budget
 from runner.build import LayerSpec, build_network, check_int, check_run_settings, import_plugins, resolve_layers
 from runner.datasets import Source, build_dataset
 from runner.jobs import config_digest
 from runner.progress import Progress, limit_threads
+from runner.shards import STATE, Shard, pop_shard_keys, shard_of
 from runner.record import RunRecord, environment, git_state
 
 log = logging.getLogger("runner")
@@ -44,6 +45,7 @@ class Plan:
     settings: dict[str, Any]
     source: Source
     layers: list[LayerSpec]
+    shard: Shard  # the rows this run covers: all of them unless dataset.shards > 1
 
 
 def make_plan(cfg: dict[str, Any], *, base_dir: str) -> Plan:
@@ -54,9 +56,11 @@ def make_plan(cfg: dict[str, Any], *, base_dir: str) -> Plan:
     first_prev = layers[0].get("prev") if layers else None
     if first_prev is not None:  # checked here: a synthetic dataset takes its width from it
         check_int("network.layers[0].prev", first_prev)
-    source = build_dataset(cfg["dataset"], features=first_prev, base_dir=base_dir)
+    dataset = dict(cfg["dataset"])
+    count, index = pop_shard_keys(dataset)
+    source = build_dataset(dataset, features=first_prev, base_dir=base_dir)
     specs = resolve_layers(layers, wb_width=cfg["wb_width"], width=source.features)
-    return Plan(cfg, source, specs)
+    return Plan(cfg, source, specs, shard_of(source.rows, count=count, index=index, batch_size=cfg["batch_size"]))
 
 
 def summary_table(network: LayerManager, specs: list[LayerSpec]) -> str:
@@ -122,10 +126,12 @@ def run(cfg: dict[str, Any], run_dir: str | os.PathLike, *, base_dir: str) -> Ru
     try:
         plan = make_plan(cfg, base_dir=base_dir)
         check_budget(widths=[s.n for s in plan.layers], features=plan.source.features,
-                     rows=plan.source.rows, batch_size=cfg["batch_size"], dtype=cfg["dtype"],
+                     rows=plan.shard.rows, batch_size=cfg["batch_size"], dtype=cfg["dtype"],
                      save_activations=cfg["save_activations"], stats=cfg["stats"]["enabled"], run_dir=run_dir)
-        record.data["rows"] = plan.source.rows
+        record.data["rows"] = plan.shard.rows
         record.data["dataset"] = plan.source.describe()
+        if plan.shard.count > 1:
+            record.data["shard"] = plan.shard.describe()
         with limit_threads(cfg.get("threads")) as threads:
             record.data["threads"] = threads
             record.save()
@@ -144,22 +150,27 @@ def run(cfg: dict[str, Any], run_dir: str | os.PathLike, *, base_dir: str) -> Ru
 
 def execute(plan: Plan, run_dir: Path, writers: list[Any]) -> list[str]:
     """The forward passes and the artifacts; returns the names of the artifacts written."""
-    cfg, source, specs = plan.settings, plan.source, plan.layers
+    cfg, source, specs, shard = plan.settings, plan.source, plan.layers, plan.shard
+    rows = shard.rows
     dtype = np.dtype(cfg["dtype"])
     network = build_network(specs, seed=cfg["seed"], dtype=cfg["dtype"])
     say(summary_table(network, specs))
-    say(f"dataset: {source.describe()['type']} {source.rows} × {source.features}, "
+    part = f" (shard {shard.index} of {shard.count}: rows {shard.start}..{shard.stop})" if shard.count > 1 else ""
+    say(f"dataset: {source.describe()['type']} {source.rows} × {source.features}{part}, "
         f"batch_size={cfg['batch_size']}, dtype={dtype}")
 
     n_last = specs[-1].n
-    outputs = NpyWriter(run_dir / OUTPUTS, (source.rows, n_last), dtype)
+    outputs = NpyWriter(run_dir / OUTPUTS, (rows, n_last), dtype)
     writers.append(outputs)
     activations = None
     if cfg["save_activations"]:
-        activations = ActivationWriter(run_dir, source.rows, specs, cfg["dtype"])
+        activations = ActivationWriter(run_dir, rows, specs, cfg["dtype"])
         writers.append(activations)
     stats_cfg = cfg["stats"]
-    layer_stats = make_layer_stats(network, stats_cfg) if stats_cfg["enabled"] else None
+    layer_stats = None
+    if stats_cfg["enabled"]:
+        first = first_block_ranges(network, source, cfg) if shard.start > 0 else None
+        layer_stats = make_layer_stats(network, stats_cfg, first)
 
     def observe(i: int, u: np.ndarray | None, y: np.ndarray) -> None:
         if activations is not None:
@@ -168,9 +179,9 @@ def execute(plan: Plan, run_dir: Path, writers: list[Any]) -> list[str]:
             layer_stats[i].update(y)
 
     observer = observe if (activations is not None or layer_stats is not None) else None
-    progress = Progress(source.rows, enabled=cfg["progress"])
+    progress = Progress(rows, enabled=cfg["progress"])
     t0 = time.perf_counter()
-    for batch in source.batches(cfg["batch_size"]):
+    for batch in source.batches(cfg["batch_size"], shard.start, shard.stop):
         x = batch.astype(dtype, copy=False)
         outputs.write(network.forward(x, keep_u=activations is not None, observe=observer))
         progress.update(len(x))
@@ -185,26 +196,53 @@ def execute(plan: Plan, run_dir: Path, writers: list[Any]) -> list[str]:
         activations.close()
         written.append(ACTIVATIONS)
     if layer_stats is not None:
-        layers = [{"index": s.index, "name": s.name, "kind": s.kind, "act": s.act, "shape": [source.rows, s.n],
-                   **acc.result()} for s, acc in zip(specs, layer_stats)]
+        layers = [{**layer_header(s, rows), **acc.result()} for s, acc in zip(specs, layer_stats)]
         write_json(run_dir / STATS, {"layers": layers})
         written.append(STATS)
+        if shard.count > 1:
+            write_npz(run_dir / STATE, {f"l{i}_{k}": v for i, acc in enumerate(layer_stats)
+                                        for k, v in acc.state().items()})
+            written.append(STATE)
         if stats_cfg["plot"] and draw_figure(run_dir, layers):
             written.append(FIGURE)
-    rate = source.rows / elapsed if elapsed > 0 else float("inf")
-    say(f"done: {source.rows} rows → {OUTPUTS} ({source.rows}, {n_last}) {dtype} "
+    rate = rows / elapsed if elapsed > 0 else float("inf")
+    say(f"done: {rows} rows → {OUTPUTS} ({rows}, {n_last}) {dtype} "
         f"in {elapsed:.3f} s ({rate:,.0f} rows/s); run dir: {run_dir}")
     return written
 
 
-def make_layer_stats(network: LayerManager, stats_cfg: dict[str, Any]) -> list[Any]:
+def layer_header(spec: LayerSpec, rows: int) -> dict[str, Any]:
+    """The fields that name a layer in ``stats.json``."""
+    return {"index": spec.index, "name": spec.name, "kind": spec.kind, "act": spec.act, "shape": [rows, spec.n]}
+
+
+def stats_options(layer: Any, stats_cfg: dict[str, Any]) -> dict[str, Any]:
+    """LayerStats arguments; stats.range is for unbounded activations, bounded ones use their range."""
+    hist_range = tuple(stats_cfg["range"]) if stats_cfg.get("range") else None
+    return {"n": layer.n, "bins": stats_cfg["bins"], "output_range": layer.act.output_range,
+            "hist_range": hist_range if layer.act.output_range is None else None}
+
+
+def make_layer_stats(network: LayerManager, stats_cfg: dict[str, Any],
+                     first: list[tuple[float, float] | None] | None = None) -> list[Any]:
     from runner.stats import LayerStats
 
-    # stats.range is for unbounded activations; a bounded one is histogrammed over its range.
-    hist_range = tuple(stats_cfg["range"]) if stats_cfg.get("range") else None
-    return [LayerStats(layer.n, bins=stats_cfg["bins"], output_range=layer.act.output_range,
-                       hist_range=hist_range if layer.act.output_range is None else None)
-            for layer in network]
+    return [LayerStats(**stats_options(layer, stats_cfg), first_block_range=first[i] if first else None)
+            for i, layer in enumerate(network)]
+
+
+def first_block_ranges(network: LayerManager, source: Source, cfg: dict[str, Any]) -> list[Any]:
+    """The histogram ranges a run from row 0 fixes on its first block, for a shard that starts later.
+
+    The first batch is computed as that run computes it, and its first block is what it reads.
+    """
+    from runner.stats import robust_range
+
+    batch = next(source.batches(cfg["batch_size"], 0, min(cfg["batch_size"], source.rows)))
+    ranges: list[Any] = []
+    network.forward(batch.astype(cfg["dtype"], copy=False),
+                    observe=lambda i, u, y: ranges.append(robust_range(y[:STATS_BLOCK_ROWS].astype(np.float64))))
+    return ranges
 
 
 def draw_figure(run_dir: Path, layers: list[dict[str, Any]]) -> bool:

@@ -48,20 +48,20 @@ class Progress:
 
 @contextmanager
 def limit_threads(threads: int | None) -> Iterator[int]:
-    """Caps BLAS and activation threads at ``threads`` for the duration; yields the count in use.
+    """Runs the layers on ``threads`` threads (default: every core); yields the count in use.
 
     The previous limits come back afterwards, so a worker process that runs several jobs
     (joblib reuses them) does not carry one job's setting into the next.
     """
-    if threads is None:
-        yield os.cpu_count() or 1
-        return
     from threadpoolctl import threadpool_limits
 
     from layers.activations import get_num_threads, set_num_threads
 
+    threads = threads or os.cpu_count() or 1
     before = get_num_threads()
-    with threadpool_limits(limits=threads):
+    # BLAS runs single-threaded inside the layers' row blocks, which run on `threads` threads:
+    # the results then do not depend on the thread count (layers/blocks.py says why).
+    with threadpool_limits(limits=1, user_api="blas"):
         set_num_threads(threads)
         try:
             yield threads

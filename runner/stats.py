@@ -128,7 +128,7 @@ def _check_positive_int(value, what: str) -> int:
     return int(value)
 
 
-def _robust_range(x: np.ndarray) -> tuple[float, float]:
+def robust_range(x: np.ndarray) -> tuple[float, float]:
     """Histogram range from one block: the 0.5-99.5 percentile span of finite values, padded by 10% per side."""
     flat = x.reshape(-1)
     finite = np.isfinite(flat)
@@ -177,7 +177,8 @@ class LayerStats:
     """
 
     def __init__(self, n: int, *, bins: int = 50, hist_range: tuple[float, float] | None = None,
-                 output_range: tuple[float, float] | None = None, block_rows: int = 4096) -> None:
+                 output_range: tuple[float, float] | None = None, block_rows: int = 4096,
+                 first_block_range: tuple[float, float] | None = None) -> None:
         self.n = _check_positive_int(n, "n")
         self.bins = _check_positive_int(bins, "bins")
         self.block_rows = _check_positive_int(block_rows, "block_rows")
@@ -191,7 +192,8 @@ class LayerStats:
             self._edges = self.output_range
         else:
             self.range_source = "first_block"
-            self._edges = None
+            # A stream that does not start at row 0 (a shard) is given its dataset's first-block range.
+            self._edges = _check_range(first_block_range, "first_block_range")
         if self.output_range is not None:
             lo, hi = self.output_range
             width = hi - lo
@@ -262,7 +264,7 @@ class LayerStats:
         if o_totals.rows:
             mine = self._edges
             if mine is None and self._carry_len:
-                mine = _robust_range(self._carry[:self._carry_len])
+                mine = robust_range(self._carry[:self._carry_len])
             if mine is not None and mine != o_edges:
                 raise ValueError(f"cannot merge histograms with different ranges: {mine} vs {o_edges}")
             if self._carry_len:
@@ -295,7 +297,7 @@ class LayerStats:
             totals = totals.copy()
             part = self._carry[:self._carry_len]
             if edges is None:
-                edges = _robust_range(part)
+                edges = robust_range(part)
             self._reduce_block(totals, part, edges)
         if edges is None:
             edges = (-1.0, 1.0)
@@ -323,6 +325,40 @@ class LayerStats:
             },
         }
 
+    def state(self) -> dict[str, np.ndarray]:
+        """The accumulator as arrays (for ``np.savez``), so that runs over row ranges can merge.
+
+        ``from_state`` restores it exactly: block moments, counts, histogram, the partial block.
+        """
+        t = self._totals
+        return {
+            "rows": np.array([self._rows, t.rows, t.zeros, t.saturated, t.nonfinite], dtype=np.int64),
+            "moments": np.array(t.moments, dtype=np.float64).reshape(-1, 3),
+            "extrema": np.array([t.vmin, t.vmax], dtype=np.float64),
+            "counts": t.counts.copy(),
+            "live": t.live.copy(),
+            "edges": np.array(self._edges if self._edges is not None else [], dtype=np.float64),
+            "carry": (self._carry[:self._carry_len].copy() if self._carry_len
+                      else np.empty((0, self.n), dtype=np.float64)),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray], **kwargs) -> "LayerStats":
+        """Rebuilds an accumulator from ``state()``; ``kwargs`` as for the constructor."""
+        acc = cls(**kwargs)
+        t = acc._totals
+        rows, t.rows, t.zeros, t.saturated, t.nonfinite = (int(v) for v in state["rows"])
+        t.moments = [(int(c), float(m), float(q)) for c, m, q in state["moments"]]
+        t.vmin, t.vmax = (float(v) for v in state["extrema"])
+        t.counts = np.array(state["counts"], dtype=np.int64)
+        t.live = np.array(state["live"], dtype=bool)
+        if len(state["edges"]):
+            acc._edges = (float(state["edges"][0]), float(state["edges"][1]))
+        acc._rows = rows - len(state["carry"])
+        if len(state["carry"]):
+            acc.update(np.asarray(state["carry"], dtype=np.float64))
+        return acc
+
     def __repr__(self) -> str:
         return (f"LayerStats(n={self.n}, rows={self._rows}, bins={self.bins}, "
                 f"range_source={self.range_source!r})")
@@ -349,7 +385,7 @@ class LayerStats:
 
     def _reduce_into(self, totals: _Totals, x: np.ndarray) -> None:
         if self._edges is None:
-            self._edges = _robust_range(x)
+            self._edges = robust_range(x)
         self._reduce_block(totals, x, self._edges)
 
     def _reduce_block(self, totals: _Totals, x: np.ndarray, edges: tuple[float, float]) -> None:
