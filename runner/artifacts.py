@@ -6,37 +6,52 @@ once complete, so a reader never sees a half-written file under an artifact's na
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
-from runner.datasets import sha256_file
 
 
 def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Writes ``data`` as indented JSON, atomically."""
+@contextmanager
+def atomic(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary name beside ``path``; renames it to ``path`` when the block succeeds.
+
+    If the block fails, the temporary file is removed and ``path`` is left as it was.
+    """
     path = Path(path)
     tmp = _tmp_name(path)
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, allow_nan=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Writes ``text`` atomically."""
+    with atomic(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Writes ``data`` as indented JSON, atomically."""
+    write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Writes an uncompressed ``.npz`` atomically."""
-    path = Path(path)
-    tmp = _tmp_name(path)
-    with open(tmp, "wb") as f:
+    with atomic(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 class NpyWriter:
@@ -83,6 +98,15 @@ class NpyWriter:
 def _needs_v2(header: dict) -> bool:
     # Version 1.0 headers are limited to 65535 bytes; only absurd shapes need 2.0.
     return len(repr(header)) > 65000
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """The file's SHA-256, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def file_hashes(run_dir: str | os.PathLike, names: list[str]) -> dict[str, str]:

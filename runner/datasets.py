@@ -42,6 +42,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Mapping
 import numpy as np
 
 from layers.registry import unknown_name_message
+from runner.artifacts import sha256_file
 from runner.errors import ConfigError, DataError
 
 DATASETS: dict[str, Callable[..., "Source"]] = {}
@@ -289,15 +290,6 @@ class FileSource(Source):
 
     def _details(self) -> dict[str, Any]:
         return {}
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = CHUNK) -> str:
-    """The file's SHA-256, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ leaves pyplot's global state alone.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
+
+from runner.artifacts import atomic
 
 __all__ = ["PlottingUnavailable", "plot_activations", "plot_sweep"]
 
@@ -66,20 +67,9 @@ def _draw_hist(ax, layer: dict[str, Any]) -> None:
     ax.tick_params(labelsize=7)
 
 
-def _save_atomically(fig, path: str | os.PathLike) -> None:
-    """Render to a temporary file next to ``path``, then rename over it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=_DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+def _save(fig, path: str | os.PathLike) -> None:
+    with atomic(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=_DPI)
 
 
 def plot_activations(layers: list[dict], path: str | os.PathLike, *, title: str | None = None) -> None:
@@ -106,7 +96,7 @@ def plot_activations(layers: list[dict], path: str | os.PathLike, *, title: str 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    _save_atomically(fig, path)
+    _save(fig, path)
 
 
 def plot_sweep(jobs: list[tuple[str, list[dict] | None]], path: str | os.PathLike, *,
@@ -153,4 +143,4 @@ def plot_sweep(jobs: list[tuple[str, list[dict] | None]], path: str | os.PathLik
             else:
                 ax.set_visible(False)
     fig.tight_layout()
-    _save_atomically(fig, path)
+    _save(fig, path)

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from runner.errors import ConfigError
+from runner.record import RECORD
 
 ALLOWED_TARGET_PREFIXES = ("hydra._internal.", "hydra_plugins.")
 ALLOWED_TARGETS = {"runner.sweep.SweepSummary"}
-RECORD = "run.json"
 
 
 def target_allowed(target: Any) -> bool:

@@ -19,16 +19,17 @@ import json
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+from runner.artifacts import write_text
+from runner.record import RECORD
 
 __all__ = ["JobInfo", "NoJobsError", "Summary", "build_rows", "job_dirs", "read_job", "read_record", "summarize", "main"]
 
 CSV_NAME = "sweep_summary.csv"
 PNG_NAME = "sweep.png"
-RECORD = "run.json"
 STATS = "stats.json"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
 MISSING = "missing"
@@ -236,20 +237,6 @@ class Summary:
         return "\n".join(line.rstrip() for line in lines)
 
 
-def _write_text_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _empty_row_message(info: JobInfo) -> str:
     if info.status == COMPLETED:
         return f"no {STATS}"
@@ -283,7 +270,7 @@ def summarize(sweep_dir: str | os.PathLike, *, plot: bool = True, write: bool = 
     summary = Summary(path=root, columns=columns, rows=rows, jobs=jobs)
     if not write:
         return summary
-    _write_text_atomically(root / CSV_NAME, summary.csv_text())
+    write_text(root / CSV_NAME, summary.csv_text())
     if plot:
         from runner.figures import PlottingUnavailable, plot_sweep
 

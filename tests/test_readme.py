@@ -1,0 +1,49 @@
+"""The README's generated parts match the code, and its quick start is what CI runs."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from conftest import REPO
+from layers.activations import activation_table_markdown
+
+BEGIN, END = "<!-- activations:begin", "<!-- activations:end -->"
+
+
+def test_activation_table_is_generated_from_the_registry():
+    path = REPO / "README.md"
+    text = path.read_text(encoding="utf-8")
+    head, rest = text.split(BEGIN, 1)
+    marker, _, tail = rest.partition("\n")
+    body, _, after = tail.partition(END)
+    table = activation_table_markdown().strip()
+    if os.environ.get("UPDATE_README") == "1":
+        path.write_text(f"{head}{BEGIN}{marker}\n{table}\n{END}{after}", encoding="utf-8")
+        return
+    assert body.strip() == table, "the table is stale: UPDATE_README=1 pytest tests/test_readme.py"
+
+
+def test_every_activation_is_in_the_readme_table():
+    from layers.activations import activation_names
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    for name in activation_names():
+        assert f"| `{name}` |" in text, name
+
+
+def test_quick_start_is_the_two_commands_ci_runs():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = re.search(r"## Quick start\n(.*?)\n## ", text, re.S).group(1)
+    commands = [line for line in section.splitlines() if line.startswith("pip install")]
+    assert commands == ["pip install -e . && python -m runner", "pip install -e '.[test]' && pytest"]
+    assert commands[1] in (REPO / ".ci" / "run").read_text()
+
+
+def test_load_run_is_importable_from_the_package_without_cost_at_start():
+    import subprocess
+    import sys
+
+    probe = "import sys, runner; print('runner.results' in sys.modules); runner.load_run; print('runner.results' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO).stdout.split()
+    assert out == ["False", "True"]
