@@ -12,6 +12,7 @@ writes a run's ``.hydra/`` before the task starts. So two things are checked fir
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -111,10 +112,31 @@ def check_command_line(argv: list[str], cwd: Path) -> None:
         folder = options.get(option)
         if folder and not folder.startswith("pkg://") and (cwd / folder).exists():
             check_config_dir(cwd / folder)
-    if not multirun:
-        for arg in overrides:
-            key, _, value = arg.partition("=")
-            if key == "hydra.run.dir" and (cwd / value / RECORD).exists():
-                raise ConfigError(
-                    f"hydra.run.dir={value}: already holds a run ({RECORD}); choose a new directory",
-                    key="hydra.run.dir")
+    dir_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = [arg.partition("=")[2] for arg in overrides if arg.partition("=")[0] == dir_key]
+    folder = given[-1] if given else "outputs"
+    if not multirun and given and (cwd / folder / RECORD).exists():
+        raise ConfigError(f"hydra.run.dir={folder}: already holds a run ({RECORD}); choose a new directory",
+                          key="hydra.run.dir")
+    if not INFO_FLAGS.intersection(argv):
+        check_writable(cwd / folder, f"{dir_key}={folder}" if given else f"{cwd} (where outputs/ goes)",
+                       create=bool(given))
+
+
+# Flags with which Hydra prints and exits: nothing is written, nothing to check.
+INFO_FLAGS = {"--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc",
+              "--version"}
+
+
+def check_writable(folder: Path, what: str, *, create: bool) -> None:
+    """Checks that the run can write in ``folder``; creates it first when ``create`` (Hydra would)."""
+    if "${" in str(folder):
+        return  # an interpolation: Hydra resolves it
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"{what}: cannot create the directory ({err.strerror})", key=what) from None
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+        raise ConfigError(f"{what}: {existing} is not a writable directory", key=what)

@@ -296,3 +296,18 @@ def test_verify_reports_the_largest_difference_of_an_artifact_that_does_not_repr
     np.savez(tmp_path / "a.npz", w0=np.zeros(3), b0=np.ones(2))
     np.savez(tmp_path / "b.npz", w0=np.zeros(3), b0=np.array([1.0, 1.125]))
     assert difference("params.npz", tmp_path / "a.npz", tmp_path / "b.npz") == "max abs diff 0.125 (in b0)"
+
+
+@pytest.mark.parametrize("key", ["hydra.run.dir", "hydra.sweep.dir"])
+def test_an_output_directory_that_cannot_be_made_is_refused_before_hydra_starts(tmp_path, key):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    args = [f"{key}={blocker / 'run'}"] + (["-m", "seed=1,2"] if key == "hydra.sweep.dir" else [])
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"error: {key}={blocker / 'run'}: cannot create the directory (Not a directory)"
+
+
+def test_printing_the_config_writes_nothing(tmp_path):
+    proc = run_cli("--cfg", "job", cwd=tmp_path)
+    assert proc.returncode == 0 and list(tmp_path.iterdir()) == []
