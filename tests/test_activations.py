@@ -606,3 +606,27 @@ def test_float32_exact_gelu_dense_against_float64():
     ref = get_act("GELU")(x.astype(np.float64))
     fi = np.finfo(np.float32)
     assert (np.abs(got - ref) <= 8 * fi.eps * np.abs(ref) + 2 * fi.smallest_subnormal).all()
+
+
+def test_float32_gelu_tanh_dense_against_float64():
+    # float32 approximate='tanh' has its own path (float64 exponent, one float32 exp)
+    x = np.concatenate([np.linspace(-16, 16, 400001), -np.geomspace(1e-30, 16, 20001),
+                        np.geomspace(1e-30, 16, 20001), [-3e38, 3e38]]).astype(np.float32)
+    act = get_act("GELU", approximate="tanh")
+    got = act(x).astype(np.float64)
+    ref = act(x.astype(np.float64))
+    fi = np.finfo(np.float32)
+    assert (np.abs(got - ref) <= 8 * fi.eps * np.abs(ref) + 2 * fi.smallest_subnormal).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_tanh_shrink_accurate_across_branch_switch(dtype):
+    # the rational form is used for |x| < 1.5, x - tanh(x) beyond
+    lim = A._TS_LIMIT
+    x = np.concatenate([np.linspace(lim - 0.01, lim + 0.01, 41), np.geomspace(1e-6, 3, 120)])
+    x = np.concatenate([x, -x]).astype(dtype)
+    got = get_act("tanh_shrink")(x)
+    _tolerance_check("tanh_shrink", x, got, [_tanh_shrink_ref(mp.mpf(float(v))) for v in x], dtype)
+    y = x.copy()
+    get_act("tanh_shrink")(y, out=y)
+    np.testing.assert_array_equal(y, got)
