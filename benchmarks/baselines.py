@@ -1,0 +1,88 @@
+"""Whole-process baselines for the suite: the same streaming job written directly in NumPy or
+PyTorch, run as a child process exactly like ``python -m runner``.
+
+    python benchmarks/baselines.py {numpy,numpy-seed,torch} --dims 784,1000,1000,1000,10
+        --acts ReLU,ReLU,ReLU,identity --rows 16384 --batch-size 8192 --dtype float32
+
+Each batch of standard-normal input rows is drawn in the target dtype, pushed through the
+stack ``y = act(x @ w + b)`` and its output copied into a preallocated ``(rows, n_last)``
+array (the runner writes its outputs to disk instead; that cost is tiny for 10 columns).
+Only ReLU and identity are supported here: the wide MLP is all the suite needs them for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def numpy_job(dims, acts, rows, batch_size, dtype, seed_style):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    ws = [(0.05 * rng.standard_normal((a, b))).astype(dtype) for a, b in zip(dims, dims[1:])]
+    bs = [(0.05 * rng.standard_normal(b)).astype(dtype) for b in dims[1:]]
+    out = np.empty((rows, dims[-1]), dtype)
+    bufs = [np.empty((batch_size, n), dtype) for n in dims[1:]]
+    data = np.random.default_rng([0, 1])
+    for start in range(0, rows, batch_size):
+        m = min(batch_size, rows - start)
+        h = data.standard_normal((m, dims[0]), dtype=dtype)
+        for w, b, act, buf in zip(ws, bs, acts, bufs):
+            if seed_style:  # the tutorial's one-liner: a new array per operation
+                h = h @ w + b
+                if act == "ReLU":
+                    h = np.maximum(h, 0)
+            else:  # in place, into one buffer per layer
+                u = np.matmul(h, w, out=buf[:m])
+                u += b
+                if act == "ReLU":
+                    np.maximum(u, 0, out=u)
+                h = u
+        out[start:start + m] = h
+    return out
+
+
+def torch_job(dims, acts, rows, batch_size, dtype):
+    import torch
+
+    tdtype = getattr(torch, dtype)
+    mods = []
+    for (a, b), act in zip(zip(dims, dims[1:]), acts):
+        mods.append(torch.nn.Linear(a, b, dtype=tdtype))
+        if act == "ReLU":
+            mods.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*mods).eval()
+    gen = torch.Generator().manual_seed(1)
+    out = torch.empty((rows, dims[-1]), dtype=tdtype)
+    with torch.inference_mode():
+        for start in range(0, rows, batch_size):
+            m = min(batch_size, rows - start)
+            x = torch.randn((m, dims[0]), generator=gen, dtype=tdtype)
+            out[start:start + m] = model(x)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("impl", choices=("numpy", "numpy-seed", "torch"))
+    ap.add_argument("--dims", required=True)
+    ap.add_argument("--acts", required=True)
+    ap.add_argument("--rows", type=int, required=True)
+    ap.add_argument("--batch-size", type=int, default=8192)
+    ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    args = ap.parse_args(argv)
+    dims = [int(d) for d in args.dims.split(",")]
+    acts = args.acts.split(",")
+    if len(acts) != len(dims) - 1 or set(acts) - {"ReLU", "identity"}:
+        ap.error("--acts: one of ReLU/identity per layer")
+    t0 = time.perf_counter()
+    if args.impl == "torch":
+        torch_job(dims, acts, args.rows, args.batch_size, args.dtype)
+    else:
+        numpy_job(dims, acts, args.rows, args.batch_size, args.dtype, args.impl == "numpy-seed")
+    print(f"loop {time.perf_counter() - t0:.6f} s")
+
+
+if __name__ == "__main__":
+    main()
