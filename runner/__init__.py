@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+__version__ = "0.1.0"  # keep in step with pyproject.toml (a test checks)
 __all__ = ["load_run", "load_sweep"]
 
 

@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 Hydra's own errors (bad override, unknown group or key,
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -19,13 +20,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from runner.app import log, run
 from runner.config import RunConf, register_configs
 from runner.errors import EXIT_CONFIG, EXIT_INTERNAL, EXIT_OK, ConfigError, Interrupted
 from runner.guard import check_command_line
 from runner.jobs import config_digest, default_threads, prepare_run_dir
 
 register_configs()
+log = logging.getLogger("runner")
 
 # Overrides added to every command line unless the user gives them: the saved config of a run
 # (``--config-path <run dir>/.hydra``) carries no ``hydra:`` node, and a re-run must still log to
@@ -38,7 +39,8 @@ exit_code = EXIT_OK
 def _typed_config(cfg: DictConfig) -> dict:
     """The config checked against the schema (again, for re-runs of saved configs) as a dict."""
     try:
-        typed = OmegaConf.merge(OmegaConf.structured(RunConf), cfg)
+        # Composed from the package's configs, it is typed already; a saved config is plain.
+        typed = cfg if OmegaConf.get_type(cfg) is RunConf else OmegaConf.merge(OmegaConf.structured(RunConf), cfg)
         return OmegaConf.to_container(typed, resolve=True)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", "") or ""
@@ -64,6 +66,8 @@ def task(cfg: DictConfig) -> None:
     run_dir = hydra_cfg.runtime.output_dir
     debug = bool(cfg.get("debug", False)) or os.environ.get("HYDRA_FULL_ERROR") == "1"
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    from runner.app import run  # here, not at the top: --help and --cfg need none of it
+
     try:
         plain = _typed_config(cfg)
         if not prepare_run_dir(Path(run_dir), config_digest(plain), multirun=multirun):

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import functools
 import os
-import platform
-import socket
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +16,6 @@ from runner.artifacts import write_json
 RECORD = "run.json"
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-@functools.lru_cache(maxsize=8)  # once per process: a sweep's jobs share their checkout
 def git_state(cwd: str) -> dict[str, Any] | None:
     """The commit and dirty flag of the checkout ``cwd`` is in, or None outside one."""
     try:
@@ -42,15 +31,25 @@ def git_state(cwd: str) -> dict[str, Any] | None:
 
 
 def environment() -> dict[str, Any]:
+    """Host, platform and versions for run.json; imported here, where they are used."""
+    import platform
+    import socket
+
+    import hydra
+    import numpy
+    import omegaconf
+
+    from runner import __version__
+
     return {
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "versions": {
-            "fwdrunner": _version("fwdrunner"),
+            "fwdrunner": __version__,
             "python": sys.version.split()[0],
-            "numpy": _version("numpy"),
-            "hydra-core": _version("hydra-core"),
-            "omegaconf": _version("omegaconf"),
+            "numpy": numpy.__version__,
+            "hydra-core": hydra.__version__,
+            "omegaconf": omegaconf.__version__,
         },
     }
 

@@ -128,6 +128,22 @@ def _check_positive_int(value, what: str) -> int:
     return int(value)
 
 
+def _percentiles(flat: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """Percentiles with linear interpolation (NumPy's default method) through np.partition.
+
+    np.percentile would import numpy.ma on first use, a cost paid at every run's start.
+    """
+    positions = [(flat.size - 1) * q / 100.0 for q in qs]
+    lows = [int(np.floor(p)) for p in positions]
+    kth = sorted({k for lo in lows for k in (lo, min(lo + 1, flat.size - 1))})
+    part = np.partition(flat, kth)
+    out = []
+    for p, lo in zip(positions, lows):
+        a, b = float(part[lo]), float(part[min(lo + 1, flat.size - 1)])
+        out.append(a + (p - lo) * (b - a))
+    return out
+
+
 def robust_range(x: np.ndarray) -> tuple[float, float]:
     """Histogram range from one block: the 0.5-99.5 percentile span of finite values, padded by 10% per side."""
     flat = x.reshape(-1)
@@ -136,7 +152,7 @@ def robust_range(x: np.ndarray) -> tuple[float, float]:
         flat = flat[finite]
     if flat.size == 0:
         return -1.0, 1.0
-    p_lo, p_hi = (float(v) for v in np.percentile(flat, _RANGE_PERCENTILES))
+    p_lo, p_hi = _percentiles(flat, _RANGE_PERCENTILES)
     span = p_hi - p_lo
     if span > 0 and math.isfinite(span):
         lo, hi = p_lo - _RANGE_PADDING * span, p_hi + _RANGE_PADDING * span

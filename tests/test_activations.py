@@ -630,3 +630,48 @@ def test_tanh_shrink_accurate_across_branch_switch(dtype):
     y = x.copy()
     get_act("tanh_shrink")(y, out=y)
     np.testing.assert_array_equal(y, got)
+
+
+@pytest.mark.parametrize("name,params", [("ELU", {}), ("SELU", {}), ("CELU", {"alpha": 0.3}),
+                                         ("CELU", {"alpha": 2.0})])
+def test_float32_elu_family_dense_against_float64(name, params):
+    # float32 expm1 blends exp(t) - 1 with a polynomial at t = -ln 2
+    x = np.concatenate([np.linspace(-20, 1, 400001), np.linspace(-0.7, -0.68, 40001),
+                        -np.geomspace(1e-45, 1, 40001)]).astype(np.float32)
+    act = get_act(name, **params)
+    got = act(x).astype(np.float64)
+    ref = act(x.astype(np.float64))
+    fi = np.finfo(np.float32)
+    assert (np.abs(got - ref) <= 4 * fi.eps * np.abs(ref) + 2 * fi.smallest_subnormal).all()
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_float64_gelu_branch_switch_and_left_tail(approximate):
+    # exact GELU switches from erf to erfc at |x| = sqrt(2); both forms carry
+    # the Gaussian's exponent exactly down to underflow
+    x = np.concatenate([np.linspace(1.40, 1.43, 31), np.linspace(-1.43, -1.40, 31),
+                        np.linspace(-38.6, -20.0, 40), np.linspace(-27.0, -10.0, 30),
+                        [27.9, 28.0, 28.1, 39.9, 40.0, 40.1]])
+    got = get_act("GELU", approximate=approximate)(x)
+    ref = _gelu_ref if approximate == "none" else _gelu_tanh_ref
+    _tolerance_check("GELU", x, got, [ref(mp.mpf(float(v))) for v in x], np.float64)
+
+
+@pytest.mark.parametrize("name", sorted(ROWWISE))
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_rowwise_overflowing_row_among_normal_rows(name, dtype, monkeypatch):
+    # a row whose differences overflow sends its chunk down the safe path;
+    # the other rows must be unaffected and the result chunking-independent
+    rng = np.random.default_rng(11)
+    big = float(np.finfo(dtype).max) * 0.9
+    x = (rng.standard_normal((40, 6)) * 5).astype(dtype)
+    x[17] = [-big, big, 1.0, -2.0, 0.5, big]
+    act = get_act(name)
+    whole = act(x)
+    for i in range(x.shape[0]):
+        np.testing.assert_array_equal(act(x[i:i + 1]), whole[i:i + 1])
+    monkeypatch.setattr(A, "_PARALLEL_MIN", 16)
+    monkeypatch.setattr(A, "_CHUNK", 25)
+    np.testing.assert_array_equal(act(x), whole)
+    ref = _row_ref(name, [mp.mpf(float(v)) for v in x[17]])
+    _tolerance_check(name, x[17], whole[17], ref, dtype)

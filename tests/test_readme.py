@@ -47,3 +47,10 @@ def test_load_run_is_importable_from_the_package_without_cost_at_start():
     probe = "import sys, runner; print('runner.results' in sys.modules); runner.load_run; print('runner.results' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO).stdout.split()
     assert out == ["False", "True"]
+
+
+def test_package_version_matches_pyproject():
+    import runner
+
+    text = (REPO / "pyproject.toml").read_text()
+    assert f'version = "{runner.__version__}"' in text

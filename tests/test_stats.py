@@ -273,3 +273,11 @@ def test_non_contiguous_input():
     base = rng.standard_normal((6, 400))
     res = feed(LayerStats(6, block_rows=50), base.T, cuts=[123]).result()
     assert res == feed(LayerStats(6, block_rows=50), np.ascontiguousarray(base.T)).result()
+
+
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=300), st.sampled_from([0.5, 10.0, 50.0, 99.5]))
+def test_percentiles_without_numpy_ma_equal_numpy_percentile(values, q):
+    from runner.stats import _percentiles
+
+    flat = np.array(values)
+    assert _percentiles(flat, (q,))[0] == pytest.approx(float(np.percentile(flat, q)), rel=1e-12, abs=1e-9)
