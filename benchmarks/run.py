@@ -13,6 +13,8 @@ Sections (``--only`` takes these names):
              float32 (.npy in a temp dir), and a batch_size sweep.
     startup  wall time of the default run vs a minimal @hydra.main app; -X importtime; the figure.
     stats    per-row cost with stats.enabled=true vs false (narrow stack, float32/float64).
+    sweep    per-job overhead of a 100-job multirun vs a minimal Hydra app's; an 8-point
+             compute-bound sweep with the basic launcher vs joblib (n_jobs=2).
 
 Every comparison is interleaved (A, B, C, A, B, C, ...) and reported as medians. PyTorch is
 optional: without it the PyTorch columns read n/a. Timings go to stdout as each section ends;
@@ -46,7 +48,7 @@ from layers.activations import activation_names  # noqa: E402
 from layers.base import MiddleLayer, OutputLayer  # noqa: E402
 
 PY = sys.executable
-SECTIONS = ("wide", "narrow", "stream", "startup", "stats")
+SECTIONS = ("wide", "narrow", "stream", "startup", "stats", "sweep")
 
 WIDE_DIMS = [784, 1000, 1000, 1000, 10]
 WIDE_ACTS = ["ReLU", "ReLU", "ReLU", "identity"]
@@ -54,6 +56,10 @@ NARROW_DIMS = [100] * 6
 STATS_ACTS = ["ReLU", "tanh", "ReLU", "sigmoid", "softmax"]
 DEFAULT_DIMS = [100, 100, 100, 10]          # conf/network/mlp.yaml
 DEFAULT_ACTS = ["ReLU", "sigmoid", "softmax"]
+MINIMAL_APP = ("import hydra\nfrom omegaconf import DictConfig\n\n\n"
+               "@hydra.main(version_base=None, config_path=None, config_name=None)\n"
+               "def main(cfg: DictConfig) -> None:\n    print('ok')\n\n\n"
+               "if __name__ == '__main__':\n    main()\n")
 
 
 def flops_per_row(dims: list[int]) -> int:
@@ -551,11 +557,7 @@ class Suite:
     def section_startup(self) -> None:
         reps = self.repeats(10, 5)
         app = self.tmp / "minimal_hydra_app.py"
-        app.write_text(
-            "import hydra\nfrom omegaconf import DictConfig\n\n\n"
-            "@hydra.main(version_base=None, config_path=None, config_name=None)\n"
-            "def main(cfg: DictConfig) -> None:\n    print('ok')\n\n\n"
-            "if __name__ == '__main__':\n    main()\n")
+        app.write_text(MINIMAL_APP)
         cases: dict[str, Callable[[], list[str]]] = {
             "python -c pass": lambda: [PY, "-c", "pass"],
             "python -c 'import numpy'": lambda: [PY, "-c", "import numpy"],
@@ -660,6 +662,86 @@ class Suite:
             for p in files.values():
                 p.unlink(missing_ok=True)
         self.emit(t)
+
+    # -- 6. sweeps --------------------------------------------------------------------------------
+
+    def section_sweep(self) -> None:
+        reps = self.repeats(3, 1)
+        jobs = 30 if self.quick else 100
+        app = self.tmp / "minimal_app.py"
+        app.write_text(MINIMAL_APP)
+
+        def sweep(argv: list[str]) -> Callable[[], float]:
+            def go() -> float:
+                folder = self.run_dir()
+                res = check(run_child([*argv, f"hydra.sweep.dir={folder}"], cwd=REPO), " ".join(argv[:4]))
+                shutil.rmtree(folder, ignore_errors=True)
+                return res.wall
+            return go
+
+        runner = [PY, "-m", "runner", "-m", "dataset.rows=10", "stats.plot=false"]
+        cases = {
+            "minimal Hydra app, 1 job": sweep([PY, str(app), "-m", "+x=range(0,1)"]),
+            f"minimal Hydra app, {jobs} jobs": sweep([PY, str(app), "-m", f"+x=range(0,{jobs})"]),
+            "runner, 1 job": sweep([*runner, "seed=range(0,1)"]),
+            f"runner, {jobs} jobs": sweep([*runner, f"seed=range(0,{jobs})"]),
+        }
+        walls = interleaved(cases, reps, warmup=0)
+        per_job = {who: (median(walls[f"{who}, {jobs} jobs"]) - median(walls[f"{who}, 1 job"])) / (jobs - 1)
+                   for who in ("minimal Hydra app", "runner")}
+        t = Table(f"6a. Sweep start-up: per-job cost of a {jobs}-job multirun (basic launcher, median of {reps})",
+                  ["case", "wall s", "per job s"])
+        for name, values in walls.items():
+            t.add(name, median(values), per_job["runner" if name.startswith("runner") else "minimal Hydra app"])
+        own = per_job["runner"] - per_job["minimal Hydra app"]
+        t.notes.append(f"Hydra's own per-job cost {per_job['minimal Hydra app']:.3f} s; the runner's on top of it "
+                       f"{own:.3f} s (a 10-row run with its artifacts, statistics on, figure off).")
+        self.target("sweep: the runner's own per-job overhead vs Hydra's", f"{own:.3f} s vs {per_job['minimal Hydra app']:.3f} s",
+                    "below Hydra's", own < per_job["minimal Hydra app"])
+        self.emit(t)
+
+        # 6b. A compute-bound 8-point sweep, serial and on joblib's two workers.
+        try:
+            import hydra_plugins.hydra_joblib_launcher  # noqa: F401
+        except ImportError:
+            self.emit(Table("6b. joblib sweep: skipped (pip install -e '.[parallel]')", ["-"]))
+            return
+        wide = ["--config-dir", str(self.conf), "network=bench_wide", "dataset.rows=16384",
+                "stats.plot=false", "seed=range(0,8)"]
+        base = [PY, "-m", "runner", "-m", *wide]
+        variants = {
+            "basic launcher, layers on every core": base,
+            "basic launcher, threads=1": [*base, "threads=1"],
+            "joblib n_jobs=2 (threads=1 per job)": [*base, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+        }
+        folders: dict[str, Path] = {}
+
+        def keep(name: str, argv: list[str]) -> Callable[[], float]:
+            def go() -> float:
+                folder = self.run_dir()
+                res = check(run_child([*argv, f"hydra.sweep.dir={folder}"], cwd=REPO), name)
+                if name in folders:
+                    shutil.rmtree(folders[name], ignore_errors=True)
+                folders[name] = Path(folder)
+                return res.wall
+            return go
+
+        walls = interleaved({k: keep(k, v) for k, v in variants.items()}, self.repeats(2, 1), warmup=0)
+        names = list(variants)
+        same = all((folders[names[0]] / str(j) / "outputs.npy").read_bytes()
+                   == (folders[n] / str(j) / "outputs.npy").read_bytes() for n in names[1:] for j in range(8))
+        t = Table("6b. 8-point sweep of the wide MLP on 16,384 rows (float64): wall time", ["launcher", "wall s",
+                                                                                          "speed-up vs first row"])
+        first = median(walls[names[0]])
+        for name in names:
+            t.add(name, median(walls[name]), first / median(walls[name]))
+        t.notes.append(f"outputs.npy of every job byte-identical across the three: {'yes' if same else 'NO'}.")
+        serial = median(walls["basic launcher, threads=1"]) / median(walls[names[2]])
+        self.target("sweep: joblib n_jobs=2 vs the basic launcher at threads=1", f"{serial:.2f}×", "≥ 1.7×",
+                    serial >= 1.7)
+        self.emit(t)
+        for folder in folders.values():
+            shutil.rmtree(folder, ignore_errors=True)
 
     # -- driver ---------------------------------------------------------------------------------
 
