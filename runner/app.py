@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from layers import LayerManager
-from runner.artifacts import NpyWriter, file_hashes, write_json, write_npz
+from runner.artifacts import NpyWriter, atomic, file_hashes, write_json, write_npz
 from runner.budget import STATS_BLOCK_ROWS, check_budget
 from runner.build import LayerSpec, build_network, check_int, check_run_settings, import_plugins, resolve_layers
 from runner.datasets import Source, build_dataset
+from runner.errors import Interrupted
 from runner.jobs import config_digest
 from runner.progress import Progress, limit_threads
 from runner.shards import STATE, Shard, pop_shard_keys, shard_of
@@ -94,15 +95,14 @@ class ActivationWriter:
         import zipfile
 
         parts = {name: writer.close() for name, writer in self.writers.items()}
-        tmp = self.run_dir / f".{ACTIVATIONS}.tmp"
         # Stored, not deflated: the same layout np.savez writes, built by copying in 1 MiB blocks.
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        with atomic(self.run_dir / ACTIVATIONS) as tmp, \
+                zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             for name, part in parts.items():
                 with open(part, "rb") as src, zf.open(f"{name}.npy", "w", force_zip64=True) as dst:
                     while block := src.read(1 << 20):
                         dst.write(block)
                 part.unlink()
-        os.replace(tmp, self.run_dir / ACTIVATIONS)
 
     def discard(self) -> None:
         for writer in self.writers.values():
@@ -139,8 +139,6 @@ def run(cfg: dict[str, Any], run_dir: str | os.PathLike, *, base_dir: str) -> Ru
     except BaseException as err:
         for writer in writers:
             writer.discard()
-        from runner.errors import Interrupted
-
         status = "interrupted" if isinstance(err, (Interrupted, KeyboardInterrupt)) else "failed"
         record.finish(status, error=err)
         raise
