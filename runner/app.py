@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,19 +171,30 @@ def execute(plan: Plan, run_dir: Path, writers: list[Any]) -> list[str]:
         first = first_block_ranges(network, source, cfg) if shard.start > 0 else None
         layer_stats = make_layer_stats(network, stats_cfg, first)
 
+    # Each layer's statistics go to a worker as soon as its activations are ready, and run
+    # beside the next layers' forward pass; every accumulator still sees its rows in order.
+    workers = ThreadPoolExecutor(max_workers=max(1, cfg["threads"] or os.cpu_count() or 1))
+    pending: list[Future] = []
+
     def observe(i: int, u: np.ndarray | None, y: np.ndarray) -> None:
         if activations is not None:
             activations.observe(i, u, y)
         if layer_stats is not None:
-            layer_stats[i].update(y)
+            pending.append(workers.submit(layer_stats[i].update, y))
 
     observer = observe if (activations is not None or layer_stats is not None) else None
     progress = Progress(rows, enabled=cfg["progress"])
     t0 = time.perf_counter()
-    for batch in source.batches(cfg["batch_size"], shard.start, shard.stop):
-        x = batch.astype(dtype, copy=False)
-        outputs.write(network.forward(x, keep_u=activations is not None, observe=observer))
-        progress.update(len(x))
+    try:
+        for batch in source.batches(cfg["batch_size"], shard.start, shard.stop):
+            x = batch.astype(dtype, copy=False)
+            outputs.write(network.forward(x, keep_u=activations is not None, observe=observer))
+            for done in pending:  # the next batch overwrites the layers' buffers
+                done.result()
+            pending.clear()
+            progress.update(len(x))
+    finally:
+        workers.shutdown(wait=True, cancel_futures=True)
     elapsed = time.perf_counter() - t0
     progress.close()
 
