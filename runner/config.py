@@ -47,7 +47,7 @@ class RunConf:
     seed: int = 0
     wb_width: float = 0.05
     dtype: str = "float64"
-    batch_size: int = 8192
+    batch_size: int = 16384
     save_activations: bool = False
     stats: StatsConf = field(default_factory=StatsConf)
     plugins: List[str] = field(default_factory=list)

@@ -108,7 +108,7 @@ def test_a_sweep_run_again_resumes(tmp_path, basic):
 
 
 def test_four_shards_merge_into_the_single_run(tmp_path, cli):
-    common = ["dataset.rows=20000", "stats.plot=false", "network.layers.1.act=tanh"]
+    common = ["dataset.rows=20000", "stats.plot=false", "network.layers.1.act=tanh", "batch_size=8192"]
     sweep_dir = tmp_path / "shards"
     proc = run_cli("-m", *common, "dataset.shards=4", "dataset.shard=range(0,4)", f"hydra.sweep.dir={sweep_dir}",
                    cwd=tmp_path, timeout=300)
