@@ -10,7 +10,6 @@ leaves pyplot's global state alone.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 from runner.artifacts import atomic

@@ -16,6 +16,7 @@ from runner.artifacts import write_json
 RECORD = "run.json"
 
 
+@functools.lru_cache(maxsize=8)  # once per process: a sweep's jobs share their checkout
 def git_state(cwd: str) -> dict[str, Any] | None:
     """The commit and dirty flag of the checkout ``cwd`` is in, or None outside one."""
     try:

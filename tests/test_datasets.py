@@ -526,3 +526,42 @@ def test_streaming_a_160_mb_file_keeps_memory_at_batch_size(tmp_path):
     # Measured about 70-100 MB. Loading the 160 MB input whole would pass 230 MB.
     assert peak_mb < 200, f"peak RSS {peak_mb:.0f} MB"
     assert np.load(tmp_path / "run" / "outputs.npy", mmap_mode="r").shape == (rows, 10)
+
+
+def test_a_long_run_on_a_terminal_shows_a_progress_bar_and_a_pipe_does_not(tmp_path):
+    """tqdm draws on stderr only when it is a terminal; a pseudo-terminal stands in for one."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "runner", "dataset.rows=800000", "batch_size=8192", "stats.enabled=false"]
+    try:
+        master, slave = pty.openpty()
+    except OSError as err:  # a machine without pseudo-terminals
+        pytest.skip(f"no pseudo-terminal: {err}")
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal has a size
+    proc = subprocess.Popen([*args, f"hydra.run.dir={tmp_path / 'tty'}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.wait(timeout=300)
+    os.close(master)
+    assert proc.returncode == 0
+    text = seen.decode(errors="replace")
+    assert "rows/s" in text and "800k" in text, text[-500:]
+    piped = subprocess.run([*args, f"hydra.run.dir={tmp_path / 'pipe'}"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=300)
+    assert piped.returncode == 0 and "rows/s]" not in piped.stderr and piped.stderr == ""
