@@ -1379,6 +1379,14 @@ _INV_SQRT2 = 0.7071067811865476
 _SQRT2 = 1.4142135623730951
 
 
+def _split_into(a: np.ndarray, factor: float, *, hi: np.ndarray, lo: np.ndarray) -> None:
+    """Veltkamp's split: ``hi`` = ``a`` rounded to the bits ``factor = 2**k + 1`` keeps, ``lo = a - hi`` exactly."""
+    np.multiply(a, factor, out=lo)
+    np.subtract(lo, a, out=hi)
+    np.subtract(lo, hi, out=hi)
+    np.subtract(a, hi, out=lo)
+
+
 def _gelu_erf64_into(x: np.ndarray, out: np.ndarray) -> None:
     """x * Phi(x) for float64 x (out may be x); scratch slots 0-7.
 
@@ -1400,12 +1408,9 @@ def _gelu_erf64_into(x: np.ndarray, out: np.ndarray) -> None:
     np.abs(x, out=ac)
     np.minimum(ac, 40.0, out=ac)         # beyond, the erfc term underflows
     c = _scratch(x, 1)
-    np.multiply(ac, _VELTKAMP, out=c)
     s = _scratch(x, 2)
-    np.subtract(c, ac, out=s)
-    np.subtract(c, s, out=s)             # ac rounded to 26 bits
+    _split_into(ac, _VELTKAMP, hi=s, lo=c)  # s: ac rounded to 26 bits
     wl = c
-    np.subtract(ac, s, out=wl)
     t = _scratch(x, 3)
     np.add(ac, s, out=t)
     wl *= t
@@ -1580,12 +1585,9 @@ def _gelu_tanh64_into(x: np.ndarray, out: np.ndarray) -> None:
     np.abs(x, out=a)
     np.minimum(a, 28.0, out=a)
     t = _scratch(x, 1)
-    np.multiply(a, _SPLIT13, out=t)
     s = _scratch(x, 2)
-    np.subtract(t, a, out=s)
-    np.subtract(t, s, out=s)             # a rounded to 13 bits
+    _split_into(a, _SPLIT13, hi=s, lo=t)  # s: a rounded to 13 bits
     d = t
-    np.subtract(a, s, out=d)
     s2 = _scratch(x, 3)
     np.multiply(s, s, out=s2)
     s3 = _scratch(x, 4)
