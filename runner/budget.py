@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from runner.errors import ConfigError
-
-STATS_BLOCK_ROWS = 4096  # rows per statistics block (runner.stats.LayerStats default)
+from runner.stats import BLOCK_ROWS as STATS_BLOCK_ROWS
 
 
 def _gb(nbytes: float) -> str:

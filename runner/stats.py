@@ -34,6 +34,7 @@ import numpy as np
 
 __all__ = ["LayerStats"]
 
+BLOCK_ROWS = 4096  # rows per reduction block (the default of LayerStats)
 _SATURATION_FRACTION = 0.01
 _RANGE_PERCENTILES = (0.5, 99.5)
 _RANGE_PADDING = 0.10
@@ -193,7 +194,7 @@ class LayerStats:
     """
 
     def __init__(self, n: int, *, bins: int = 50, hist_range: tuple[float, float] | None = None,
-                 output_range: tuple[float, float] | None = None, block_rows: int = 4096,
+                 output_range: tuple[float, float] | None = None, block_rows: int = BLOCK_ROWS,
                  first_block_range: tuple[float, float] | None = None) -> None:
         self.n = _check_positive_int(n, "n")
         self.bins = _check_positive_int(bins, "bins")
