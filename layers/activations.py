@@ -1568,6 +1568,17 @@ _GT64_K, _GT64_C = _gt64_consts()      # sqrt(2/pi) and 0.044715 sqrt(2/pi)
 _SPLIT13 = 1099511627777.0              # 2**40 + 1: rounds a double to 13 bits
 
 
+def _gelu_tanh_blend(x: np.ndarray, h: np.ndarray, *, e: np.ndarray, f: np.ndarray, out: np.ndarray) -> None:
+    """GELU-tanh from h = exp(-|u|): x * f * f / (1 + h^2) with f = max(x >= 0, h); e, f are scratch."""
+    np.multiply(h, h, out=e)
+    e += 1.0
+    np.greater_equal(x, 0.0, out=f, casting="unsafe")
+    np.maximum(f, h, out=f)
+    np.multiply(x, f, out=out)
+    out *= f
+    out /= e
+
+
 def _gelu_tanh64_into(x: np.ndarray, out: np.ndarray) -> None:
     """x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3), float64 (slots 0-5).
 
@@ -1628,15 +1639,7 @@ def _gelu_tanh64_into(x: np.ndarray, out: np.ndarray) -> None:
     np.exp(wh, out=wh)
     hi += 1.0
     wh *= hi                             # h = exp(-|u|)
-    e = hi
-    np.multiply(wh, wh, out=e)
-    e += 1.0
-    f = a
-    np.greater_equal(x, 0.0, out=f, casting="unsafe")
-    np.maximum(f, wh, out=f)
-    np.multiply(x, f, out=out)
-    out *= f
-    out /= e
+    _gelu_tanh_blend(x, wh, e=hi, f=a, out=out)
 
 
 def _gelu_tanh32_into(x: np.ndarray, out: np.ndarray) -> None:
@@ -1672,15 +1675,7 @@ def _gelu_tanh32_into(x: np.ndarray, out: np.ndarray) -> None:
     np.exp(wh, out=h)
     wl += 1.0
     h *= wl                              # exp(-|u|)
-    e = wl
-    np.multiply(h, h, out=e)
-    e += 1.0
-    f = a
-    np.greater_equal(x, 0.0, out=f, casting="unsafe")
-    np.maximum(f, h, out=f)
-    np.multiply(x, f, out=out)
-    out *= f
-    out /= e
+    _gelu_tanh_blend(x, h, e=wl, f=a, out=out)
 
 
 @_builtin(_ELEMENTWISE, aliases=("gelu",),
