@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from runner.errors import ConfigError
+from runner.jobs import run_dir_taken
 from runner.record import RECORD
 
 ALLOWED_TARGET_PREFIXES = ("hydra._internal.", "hydra_plugins.")
@@ -116,8 +117,7 @@ def check_command_line(argv: list[str], cwd: Path) -> None:
     given = [arg.partition("=")[2] for arg in overrides if arg.partition("=")[0] == dir_key]
     folder = given[-1] if given else "outputs"
     if not multirun and given and (cwd / folder / RECORD).exists():
-        raise ConfigError(f"hydra.run.dir={folder}: already holds a run ({RECORD}); choose a new directory",
-                          key="hydra.run.dir")
+        raise run_dir_taken(folder)
     if not INFO_FLAGS.intersection(argv):
         check_writable(cwd / folder, f"{dir_key}={folder}" if given else f"{cwd} (where outputs/ goes)",
                        create=bool(given))

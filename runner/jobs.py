@@ -23,6 +23,12 @@ def config_digest(cfg: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def run_dir_taken(run_dir: str | os.PathLike) -> ConfigError:
+    """The error for a single run pointed at a directory that already holds a run."""
+    return ConfigError(f"hydra.run.dir={run_dir}: already holds a run ({RECORD}); choose a new directory",
+                       key="hydra.run.dir")
+
+
 def prepare_run_dir(run_dir: Path, digest: str, *, multirun: bool) -> bool:
     """Makes ``run_dir`` ready for a run; returns False when the job is already done.
 
@@ -35,8 +41,7 @@ def prepare_run_dir(run_dir: Path, digest: str, *, multirun: bool) -> bool:
     if not record_path.exists():
         return True
     if not multirun:
-        raise ConfigError(f"hydra.run.dir={run_dir}: already holds a run ({RECORD}); choose a new directory",
-                          key="hydra.run.dir")
+        raise run_dir_taken(run_dir)
     try:
         record = json.loads(record_path.read_text())
     except (OSError, ValueError):
