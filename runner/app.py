@@ -25,13 +25,12 @@ from runner.datasets import Source, build_dataset
 from runner.errors import Interrupted
 from runner.jobs import config_digest
 from runner.progress import Progress, limit_threads
-from runner.shards import STATE, Shard, pop_shard_keys, shard_of
+from runner.layout import ACTIVATIONS, FIGURE, OUTPUTS, PARAMS, STATE, STATS
+from runner.shards import Shard, pop_shard_keys, shard_of
 from runner.record import RunRecord, environment, git_state
 
 log = logging.getLogger("runner")
 
-OUTPUTS, PARAMS, STATS, ACTIVATIONS, FIGURE = (
-    "outputs.npy", "params.npz", "stats.json", "activations.npz", "activations.png")
 
 
 def say(message: str) -> None:

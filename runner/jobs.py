@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ConfigError
-from runner.record import RECORD
+from runner.layout import ARTIFACTS, RECORD
 
 # Settings that change how a run is shown, never what it computes.
 PRESENTATION_KEYS = ("progress", "debug")
-ARTIFACTS = ("outputs.npy", "params.npz", "stats.json", "activations.npz", "activations.png", RECORD)
 
 
 def config_digest(cfg: dict[str, Any]) -> str:
@@ -52,7 +51,7 @@ def prepare_run_dir(run_dir: Path, digest: str, *, multirun: bool) -> bool:
     k = sum(1 for _ in previous.iterdir()) if previous.exists() else 0
     keep = previous / str(k)
     keep.mkdir(parents=True)
-    for name in ARTIFACTS:
+    for name in (*ARTIFACTS, RECORD):
         if (run_dir / name).exists():
             shutil.move(run_dir / name, keep / name)
     return True

@@ -20,7 +20,7 @@ import numpy as np
 from runner.artifacts import NpyWriter, file_hashes, write_json
 from runner.errors import ConfigError
 from runner.record import RECORD
-from runner.shards import STATE
+from runner.layout import OUTPUTS, STATE, STATS
 from runner.summarize import job_dirs
 
 COPY_ROWS = 65536
@@ -70,9 +70,9 @@ def merge(sweep: Path) -> Path:
     out_dir = sweep / "merged"
     out_dir.mkdir(exist_ok=True)
     # Shards past the last row are empty: boundaries are multiples of lcm(batch_size, 4096).
-    sources = [NpyFile.open(job / "outputs.npy") for job, record in jobs if record["rows"] > 0]
+    sources = [NpyFile.open(job / OUTPUTS) for job, record in jobs if record["rows"] > 0]
     rows = sum(s.rows for s in sources)
-    writer = NpyWriter(out_dir / "outputs.npy", (rows, sources[0].features), sources[0].header.dtype)
+    writer = NpyWriter(out_dir / OUTPUTS, (rows, sources[0].features), sources[0].header.dtype)
     try:
         for source in sources:
             for batch in source.batches(COPY_ROWS):
@@ -81,9 +81,9 @@ def merge(sweep: Path) -> Path:
     except BaseException:
         writer.discard()
         raise
-    artifacts = ["outputs.npy"]
+    artifacts = [OUTPUTS]
     if (jobs[0][0] / STATE).exists():
-        layers = json.loads((jobs[0][0] / "stats.json").read_text())["layers"]
+        layers = json.loads((jobs[0][0] / STATS).read_text())["layers"]
         merged = []
         for i, (layer, spec) in enumerate(zip(layers, cfg["network"]["layers"])):
             options = {"n": layer["shape"][1], "bins": cfg["stats"]["bins"],
@@ -96,8 +96,8 @@ def merge(sweep: Path) -> Path:
                 total = acc if total is None else total.merge(acc)
             header = {k: layer[k] for k in ("index", "name", "kind", "act")}
             merged.append({**header, "shape": [rows, layer["shape"][1]], **total.result()})
-        write_json(out_dir / "stats.json", {"layers": merged})
-        artifacts.append("stats.json")
+        write_json(out_dir / STATS, {"layers": merged})
+        artifacts.append(STATS)
     write_json(out_dir / "merge.json", {
         "status": "completed", "rows": rows, "shards": [str(job) for job, _ in jobs],
         "artifacts": file_hashes(out_dir, artifacts)})

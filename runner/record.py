@@ -13,7 +13,7 @@ from typing import Any
 
 from runner.artifacts import write_json
 
-RECORD = "run.json"
+from runner.layout import RECORD
 
 
 @functools.lru_cache(maxsize=8)  # once per process: a sweep's jobs share their checkout

@@ -14,7 +14,6 @@ from typing import Any
 from runner.budget import STATS_BLOCK_ROWS
 from runner.errors import ConfigError
 
-STATE = "stats_state.npz"  # a shard's statistics accumulators, for the merge
 
 
 @dataclass(frozen=True)
