@@ -7,6 +7,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from layers.base import BaseLayer
+from layers.blocks import blas_single_threaded
 
 # Called after each layer of a batch as observe(index, u, y); u is None unless keep_u was set.
 Observer = Callable[[int, "np.ndarray | None", np.ndarray], None]
@@ -92,16 +93,17 @@ class LayerManager:
             The last layer's output, shape ``(rows, n_last)``, in a reused buffer.
         """
         rows = x.shape[0]
-        for i, layer in enumerate(self._layers):
-            if keep_u:
-                u = layer.linear(x, out=self._buffer(i, rows))
-                y = layer.act(u)
-            else:
-                u = None
-                y = layer.forward(x, out=self._buffer(i, rows))
-            if observe is not None:
-                observe(i, u, y)
-            x = y
+        with blas_single_threaded():  # once for the stack, not per layer
+            for i, layer in enumerate(self._layers):
+                if keep_u:
+                    u = layer.linear(x, out=self._buffer(i, rows))
+                    y = layer.act(u)
+                else:
+                    u = None
+                    y = layer.forward(x, out=self._buffer(i, rows))
+                if observe is not None:
+                    observe(i, u, y)
+                x = y
         return x
 
     __call__ = forward

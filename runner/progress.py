@@ -53,15 +53,14 @@ def limit_threads(threads: int | None) -> Iterator[int]:
     The previous limits come back afterwards, so a worker process that runs several jobs
     (joblib reuses them) does not carry one job's setting into the next.
     """
-    from threadpoolctl import threadpool_limits
-
     from layers.activations import get_num_threads, set_num_threads
+    from layers.blocks import blas_single_threaded
 
     threads = threads or os.cpu_count() or 1
     before = get_num_threads()
     # BLAS runs single-threaded inside the layers' row blocks, which run on `threads` threads:
     # the results then do not depend on the thread count (layers/blocks.py says why).
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_single_threaded():
         set_num_threads(threads)
         try:
             yield threads

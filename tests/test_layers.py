@@ -159,3 +159,41 @@ def test_registry_register_lookup_and_unknown_name():
     with pytest.raises(ValueError) as err:
         get_layer("midle")
     assert str(err.value) == "unknown layer kind 'midle'; closest: middle; allowed: middle, output"
+
+
+def _blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+
+    return max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+
+
+def test_forward_holds_blas_at_one_thread_and_restores_it():
+    # The layers' own pool runs the row blocks; BLAS threads inside them would oversubscribe.
+    from threadpoolctl import threadpool_limits
+
+    net = stack()
+    x = np.random.default_rng(3).standard_normal((5, 4))
+    seen = []
+    with threadpool_limits(limits=2, user_api="blas"):
+        net.forward(x, observe=lambda i, u, y: seen.append(_blas_threads()))
+        after = _blas_threads()
+    assert seen == [1, 1, 1]
+    assert after == 2
+
+
+def test_forward_does_not_depend_on_the_thread_count():
+    from layers.activations import get_num_threads, set_num_threads
+
+    rng = np.random.default_rng(4)
+    net = LayerManager([MiddleLayer(prev=300, n=300, act="tanh", rng=rng),
+                        OutputLayer(prev=300, n=7, act="softmax", rng=rng)])
+    x = rng.standard_normal((3000, 300))  # several row blocks, each big enough for BLAS threads
+    before = get_num_threads()
+    try:
+        set_num_threads(1)
+        one = net.forward(x).copy()
+        set_num_threads(2)
+        two = net.forward(x).copy()
+    finally:
+        set_num_threads(before)
+    assert one.tobytes() == two.tobytes()
