@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Callable, TypeVar
 
 T = TypeVar("T", bound=type)
@@ -40,6 +39,8 @@ def get_layer(kind: str) -> type:
 
 def unknown_name_message(what: str, got: object, allowed) -> str:
     """One line naming what was received, the closest allowed names and all of them."""
+    import difflib  # only for error messages: kept off the start-up path
+
     names = list(allowed)
     close = difflib.get_close_matches(str(got), names, n=3, cutoff=0.5)
     hint = f"; closest: {', '.join(close)}" if close else ""

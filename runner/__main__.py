@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from runner.config import RunConf, register_configs
 from runner.errors import EXIT_CONFIG, EXIT_INTERNAL, EXIT_OK, ConfigError, Interrupted
-from runner.guard import check_command_line
+from runner.guard import check_command_line, split_command_line
 from runner.jobs import config_digest, default_threads, prepare_run_dir
 
 register_configs()
@@ -89,10 +89,33 @@ def task(cfg: DictConfig) -> None:
 
 def _with_defaults(argv: list[str]) -> list[str]:
     given = {arg.split("=", 1)[0].lstrip("+~") for arg in argv if "=" in arg}
-    extra = [d for d in HYDRA_DEFAULTS if d.split("=", 1)[0] not in given]
+    mode = "hydra.mode=MULTIRUN" if split_command_line(argv)[2] else "hydra.mode=RUN"
+    extra = [d for d in (*HYDRA_DEFAULTS, mode) if d.split("=", 1)[0] not in given]
     # Hydra's parser takes the overrides as one run of arguments: join the user's, if any.
     at = next((i for i, arg in enumerate(argv) if "=" in arg and not arg.startswith("-")), len(argv))
     return argv[:at] + extra + argv[at:]
+
+
+def _mode_from_command_line() -> None:
+    """Lets Hydra take the run mode from the ``hydra.mode`` override instead of composing for it.
+
+    Hydra 1.3 composes the whole config once only to read ``hydra.mode`` and then again to run,
+    which is a fifth of a run's start-up. The runner always puts the mode on the command line
+    (``-m`` or not, as its checks before Hydra assume too), so the first composition is skipped;
+    a mode set inside a config file is overridden by the command line's, as Hydra does for
+    ``-m`` itself.
+    """
+    from hydra._internal.hydra import Hydra
+
+    compose_for_mode = Hydra.get_mode
+
+    def get_mode(self, config_name, overrides):
+        given = [arg.partition("=")[2] for arg in overrides if arg.partition("=")[0] == "hydra.mode"]
+        if given and given[-1] in RunMode.__members__:
+            return RunMode[given[-1]]
+        return compose_for_mode(self, config_name, overrides)
+
+    Hydra.get_mode = get_mode
 
 
 def main() -> None:
@@ -102,6 +125,7 @@ def main() -> None:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(EXIT_CONFIG)
     sys.argv = [sys.argv[0], *_with_defaults(sys.argv[1:])]
+    _mode_from_command_line()
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         task()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import numpy as np
@@ -160,6 +161,34 @@ def test_multirun_sweeps_wb_width_with_the_same_draws(tmp_path):
         np.testing.assert_allclose(p[0][key] / p[1][key], 10.0, rtol=1e-14)
         np.testing.assert_allclose(p[1][key] / p[2][key], 10.0, rtol=1e-14)
     assert (sweep / "multirun.yaml").exists()
+
+
+COUNT_COMPOSES = """
+import runpy, sys
+from hydra._internal.hydra import Hydra
+compose = Hydra.compose_config
+def counted(self, *args, **kwargs):
+    print("compose", kwargs.get("run_mode"), file=sys.stderr)
+    return compose(self, *args, **kwargs)
+Hydra.compose_config = counted
+sys.argv = ["runner", *sys.argv[1:]]
+runpy.run_module("runner", run_name="__main__")
+"""
+
+
+def test_the_run_mode_comes_from_the_command_line_without_an_extra_composition(tmp_path):
+    # Hydra alone composes twice per start (once just to read hydra.mode); the runner once.
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", COUNT_COMPOSES, f"hydra.run.dir={run_dir}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert [ln for ln in proc.stderr.splitlines() if ln.startswith("compose")] == ["compose RunMode.RUN"]
+    assert Run(run_dir).record["status"] == "completed"
+    # An explicit hydra.mode still decides, as in Hydra: a sweep without -m.
+    sweep = tmp_path / "sweep"
+    proc = run_cli("hydra.mode=MULTIRUN", "seed=1,2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [Run(sweep / str(i)).record["status"] for i in range(2)] == ["completed", "completed"]
 
 
 def test_layer_wb_width_overrides_the_top_level_one(cli):
