@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from contextlib import contextmanager
+from typing import Callable, Iterator, TypeVar
 
 T = TypeVar("T", bound=type)
 
-LAYERS: dict[str, type] = {}
+# Every name table that plugins can add to (layers here; activations and datasets add theirs),
+# so that one job's registrations can be undone before the next job in the same process.
+_TABLES: list[dict] = []
+
+
+def registry_table(table: dict) -> dict:
+    """Makes ``table`` a registry that :func:`scoped_registrations` restores; returns it."""
+    _TABLES.append(table)
+    return table
+
+
+@contextmanager
+def scoped_registrations() -> Iterator[None]:
+    """Whatever is registered inside the block is forgotten after it."""
+    saved = [dict(table) for table in _TABLES]
+    try:
+        yield
+    finally:
+        for table, before in zip(_TABLES, saved):
+            table.clear()
+            table.update(before)
+
+
+LAYERS: dict[str, type] = registry_table({})
 
 
 def register_layer(cls: T | None = None, *, name: str | None = None) -> T | Callable[[T], T]:

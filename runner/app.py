@@ -20,7 +20,8 @@ import numpy as np
 from layers import LayerManager
 from runner.artifacts import NpyWriter, atomic, file_hashes, write_json, write_npz
 from runner.budget import STATS_BLOCK_ROWS, check_budget
-from runner.build import LayerSpec, build_network, check_int, check_run_settings, import_plugins, resolve_layers
+from runner.build import (LayerSpec, build_network, check_int, check_run_settings, import_plugins, plugin_scope,
+                          resolve_layers)
 from runner.datasets import Source, build_dataset
 from runner.errors import Interrupted
 from runner.jobs import config_digest
@@ -124,18 +125,20 @@ def run(cfg: dict[str, Any], run_dir: str | os.PathLike, *, base_dir: str) -> Ru
     })
     writers: list[Any] = []
     try:
-        plan = make_plan(cfg, base_dir=base_dir)
-        check_budget(widths=[s.n for s in plan.layers], features=plan.source.features,
-                     rows=plan.shard.rows, batch_size=cfg["batch_size"], dtype=cfg["dtype"],
-                     save_activations=cfg["save_activations"], stats=cfg["stats"]["enabled"], run_dir=run_dir)
-        record.data["rows"] = plan.shard.rows
-        record.data["dataset"] = plan.source.describe()
-        if plan.shard.count > 1:
-            record.data["shard"] = plan.shard.describe()
-        with limit_threads(cfg.get("threads")) as threads:
-            record.data["threads"] = threads
-            record.save()
-            artifacts = execute(plan, run_dir, writers)
+        with plugin_scope(list(cfg.get("plugins") or [])):
+            plan = make_plan(cfg, base_dir=base_dir)
+            check_budget(widths=[s.n for s in plan.layers], features=plan.source.features,
+                         rows=plan.shard.rows, batch_size=cfg["batch_size"], dtype=cfg["dtype"],
+                         save_activations=cfg["save_activations"], stats=cfg["stats"]["enabled"],
+                         run_dir=run_dir)
+            record.data["rows"] = plan.shard.rows
+            record.data["dataset"] = plan.source.describe()
+            if plan.shard.count > 1:
+                record.data["shard"] = plan.shard.describe()
+            with limit_threads(cfg.get("threads")) as threads:
+                record.data["threads"] = threads
+                record.save()
+                artifacts = execute(plan, run_dir, writers)
     except BaseException as err:
         for writer in writers:
             writer.discard()

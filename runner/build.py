@@ -6,14 +6,17 @@ Everything here checks the config before any array is allocated; errors name the
 from __future__ import annotations
 
 import importlib
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from hydra.utils import instantiate
 
 from layers import LayerManager, get_act, get_layer
 from layers.base import DTYPES
+from layers.registry import scoped_registrations
 from runner.config import LayerConf
 from runner.errors import ConfigError
 
@@ -51,6 +54,25 @@ def import_plugins(modules: list[str]) -> None:
                 f"plugins[{i}]={module}: could not be imported ({type(err).__name__}: {err})",
                 key=f"plugins[{i}]",
             ) from err
+
+
+@contextmanager
+def plugin_scope(modules: list[str]) -> Iterator[None]:
+    """Undoes, after one job, what its ``plugins`` registered.
+
+    Launchers run many jobs in one process (the basic launcher a whole sweep, joblib in reused
+    workers). Without this scope a layer, activation or dataset registered by one job's plugin
+    would still be known to a later job that lists no plugin. The plugin modules leave
+    ``sys.modules`` too, so a later job that lists them imports them, and registers, again.
+    """
+    loaded = set(sys.modules)
+    with scoped_registrations():
+        try:
+            yield
+        finally:
+            for module in modules:
+                if module not in loaded:
+                    sys.modules.pop(module, None)
 
 
 def check_int(key: str, value: Any, *, minimum: int = 1) -> int:

@@ -41,11 +41,11 @@ from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
 import numpy as np
 
-from layers.registry import unknown_name_message
+from layers.registry import registry_table, unknown_name_message
 from runner.artifacts import sha256_file
 from runner.errors import ConfigError, DataError
 
-DATASETS: dict[str, Callable[..., "Source"]] = {}
+DATASETS: dict[str, Callable[..., "Source"]] = registry_table({})
 
 # The data stream is seeded apart from the weights' stream: [seed, 1, block] vs [seed, 0].
 DATA_STREAM = 1

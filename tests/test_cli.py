@@ -282,6 +282,24 @@ def test_plugins_register_layers_and_activations(tmp_path, cli):
     np.testing.assert_allclose(run.outputs, expected, rtol=1e-11, atol=1e-15)
 
 
+def test_a_plugins_registrations_end_with_its_job(tmp_path):
+    # The basic launcher runs every job of a sweep in one process, as joblib's reused workers do.
+    (tmp_path / "cubeplugin.py").write_text(
+        "from layers import register_activation\n"
+        "@register_activation\n"
+        "def cube(x):\n"
+        "    return x * x * x\n"
+    )
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", "plugins=[cubeplugin],[],[cubeplugin]", "network.layers.0.act=cube", "stats.plot=false",
+                   f"hydra.sweep.dir={sweep}", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 2
+    records = [Run(sweep / str(i)).record for i in range(3)]
+    assert [r["status"] for r in records] == ["completed", "failed", "completed"]
+    assert "unknown activation 'cube'" in records[1]["error"]["message"]
+    assert Run(sweep / "0").bytes("outputs.npy") == Run(sweep / "2").bytes("outputs.npy")
+
+
 @pytest.mark.parametrize(
     ("overrides", "code", "words"),
     [
