@@ -43,6 +43,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from layers.registry import registry_table
+
 __all__ = [
     "Activation",
     "get_act",
@@ -81,8 +83,8 @@ class _Spec:
         self.check = check
 
 
-_REGISTRY: dict[str, _Spec] = {}
-_KEYS: dict[str, str] = {}  # normalised spelling -> canonical name
+_REGISTRY: dict[str, _Spec] = registry_table({})
+_KEYS: dict[str, str] = registry_table({})  # normalised spelling -> canonical name
 _REGISTRY_LOCK = threading.Lock()
 
 
