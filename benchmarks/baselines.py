@@ -4,7 +4,9 @@ PyTorch, run as a child process exactly like ``python -m runner``.
     python benchmarks/baselines.py {numpy,numpy-seed,torch} --dims 784,1000,1000,1000,10
         --acts ReLU,ReLU,ReLU,identity --rows 16384 --batch-size 8192 --dtype float32
 
-Each batch of standard-normal input rows is drawn in the target dtype, pushed through the
+Each batch of standard-normal input rows is drawn as the runner's gaussian dataset draws it
+(float64, then cast to the target dtype, so a float32 and a float64 run see the same values;
+PyTorch draws in the target dtype), pushed through the
 stack ``y = act(x @ w + b)`` and its output copied into a preallocated ``(rows, n_last)``
 array (the runner writes its outputs to disk instead; that cost is tiny for 10 columns).
 Only ReLU and identity are supported here: the wide MLP is all the suite needs them for.
@@ -27,7 +29,7 @@ def numpy_job(dims, acts, rows, batch_size, dtype, seed_style):
     data = np.random.default_rng([0, 1])
     for start in range(0, rows, batch_size):
         m = min(batch_size, rows - start)
-        h = data.standard_normal((m, dims[0]), dtype=dtype)
+        h = data.standard_normal((m, dims[0])).astype(dtype, copy=False)
         for w, b, act, buf in zip(ws, bs, acts, bufs):
             if seed_style:  # the tutorial's one-liner: a new array per operation
                 h = h @ w + b

@@ -252,7 +252,7 @@ class Suite:
         return torch.nn.Sequential(*mods).eval()
 
     def section_wide_processes(self, fpr: int) -> None:
-        R = 8192
+        R = 16384  # R and 2R are 2 and 4 batches of 8192 rows: the marginal spans two whole batches
         reps = self.repeats(3, 2)
         dims = ",".join(map(str, WIDE_DIMS))
         acts = ",".join(WIDE_ACTS)
@@ -262,8 +262,8 @@ class Suite:
                    "µs/row (own loop timer)", "loop vs NumPy", "loop vs PyTorch"])
         t.notes.append("CLI: `python -m runner --config-dir <tmp> network=bench_wide dataset.rows=R "
                        "dtype=... stats.enabled=false stats.plot=false` (gaussian data, batch_size 8192).")
-        t.notes.append("NumPy / PyTorch scripts: benchmarks/baselines.py, drawing each batch in the target "
-                       "dtype; marginal = (median wall at 2R − median wall at R) / R, so start-up and "
+        t.notes.append("NumPy / PyTorch scripts: benchmarks/baselines.py; the NumPy script draws its input "
+                       "as the runner does (float64, cast to the dtype), PyTorch in the dtype; marginal = (median wall at 2R − median wall at R) / R, so start-up and "
                        f"import costs cancel; {reps} interleaved repeats. 'own loop timer': the batch loop "
                        "as each program times it (runner: its `done: ... in X s` line), per row, median "
                        "over both sizes.")
