@@ -22,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from layers import activations as _acts  # noqa: E402
 from layers.activations import activation_names, get_act  # noqa: E402
 
 try:
@@ -210,6 +211,8 @@ def main(argv=None):
     print(f"\nshape ({args.rows}, {args.cols}), median of {args.repeat}, "
           f"numpy {np.__version__}, torch {torch.__version__ if torch else 'n/a'} "
           f"({torch.get_num_threads() if torch else 0} threads), cpu_count {os.cpu_count()}")
+    native = sorted(f"{u}/{c}" for (u, c), v in _acts._NATIVE_SIMD.items() if v)
+    print(f"native SIMD loops used: {', '.join(native) or 'none (composite fallbacks)'}")
 
 
 if __name__ == "__main__":

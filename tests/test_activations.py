@@ -168,10 +168,42 @@ def _tolerance_check(name, x, got, ref_mp, dtype, extra=""):
     assert not bad, f"{name}{extra} {np.dtype(dtype).name}: {len(bad)} bad, e.g. {bad[:4]}"
 
 
+# Kernels with a native-ufunc path and a composite fallback (see
+# A._NATIVE_SIMD); the fallback is exercised through the `fallback` fixture.
+DISPATCHED = {"tanh", "tanh_shrink", "tanhExp", "softplus", "log_sigmoid", "ELU", "SELU",
+              "CELU"}
+
+
+@pytest.fixture
+def fallback(monkeypatch):
+    """Pretend NumPy has no SIMD loop for tanh/expm1/log1p: composite kernels run."""
+    monkeypatch.setattr(A, "_NATIVE_SIMD", dict.fromkeys(A._NATIVE_SIMD, False))
+
+
+@pytest.fixture(params=["native", "fallback"])
+def either_path(request):
+    """Run the test once with the dispatch table as detected, once with every
+    loop treated as scalar."""
+    if request.param == "fallback":
+        request.getfixturevalue("fallback")
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("name,params", list(_cases()),
                          ids=[f"{n}{p}" for n, p in _cases()])
 def test_against_mpmath(name, params, dtype):
+    _check_against_mpmath(name, params, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name,params", [c for c in _cases() if c[0] in DISPATCHED],
+                         ids=[f"{n}{p}" for n, p in _cases() if n in DISPATCHED])
+def test_against_mpmath_fallback_kernels(name, params, dtype, fallback):
+    _check_against_mpmath(name, params, dtype)
+
+
+def _check_against_mpmath(name, params, dtype):
     act = get_act(name, **params)
     x = _grid(dtype)
     mparams = _param_in_dtype(act.params, dtype)
@@ -180,7 +212,12 @@ def test_against_mpmath(name, params, dtype):
         rows += [np.array(r, dtype=dtype) for r in (
             [88.0, -1.3, 0.2], [0.0, -50.0, -700.0], [1e4, -1e4, 0.0], [3.0, 3.0, 1.0],
             [-3e38, 3e38, 1.0], [1e-30, -1e-30, 0.0], [-20.5, -20.5, -20.5],
-            [12.3, -87.9, 40.1, 40.1 + 1e-6])]
+            [12.3, -87.9, 40.1, 40.1 + 1e-6],
+            # within the fast path's range (|x| <= 80): rounding of x - max
+            # and near-ties must not cost accuracy there either
+            [10.0, -60.0, 60.0 - 1e-5, 0.3], [0.1, -30.3, -30.3, 5.5],
+            [-75.0, -79.9, -76.0], [70.0, 70.0, -70.0, 69.99], [-3.0, -3.0 - 3e-7, 2.0, -79.0],
+            [79.5, -79.5])]
         for row in rows:
             with np.errstate(all="raise"):
                 got = act(row[None, :])[0]
@@ -274,6 +311,16 @@ def test_integer_and_float16_inputs(name):
     yh = act(xh)
     assert yh.dtype == np.float16
     np.testing.assert_array_equal(yh, act(xh.astype(np.float32)).astype(np.float16))
+
+
+@pytest.mark.parametrize("name,params", [(n, p) for n in activation_names()
+                                         for p in PARAM_SETS.get(n, [{}])])
+def test_empty_inputs(name, params):
+    act = get_act(name, **params)
+    for dtype in DTYPES:
+        for shape in [(0,), (0, 3), (3, 0)]:
+            y = act(np.zeros(shape, dtype))
+            assert y.shape == shape and y.dtype == dtype
 
 
 def test_rejects_complex_and_object():
@@ -584,8 +631,9 @@ def test_softsign_monotone_where_one_plus_x_rounds(dtype):
 
 
 @pytest.mark.parametrize("name", ["tanh", "tanh_shrink", "tanhExp"])
-def test_float64_tanh_monotone_and_accurate_across_branch_switch(name):
-    # tanh switches between a rational form and the exponential form at |x| = 0.625
+def test_float64_tanh_monotone_and_accurate_across_branch_switch(name, either_path):
+    # the fallback tanh switches between a rational form and the exponential
+    # form at |x| = 0.625
     x = np.concatenate([np.linspace(0.62, 0.63, 20001), np.linspace(-0.63, -0.62, 20001)])
     x = np.sort(x)
     y = get_act(name)(x)
@@ -620,7 +668,7 @@ def test_float32_gelu_tanh_dense_against_float64():
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_tanh_shrink_accurate_across_branch_switch(dtype):
+def test_tanh_shrink_accurate_across_branch_switch(dtype, either_path):
     # the rational form is used for |x| < 1.5, x - tanh(x) beyond
     lim = A._TS_LIMIT
     x = np.concatenate([np.linspace(lim - 0.01, lim + 0.01, 41), np.geomspace(1e-6, 3, 120)])
@@ -634,8 +682,8 @@ def test_tanh_shrink_accurate_across_branch_switch(dtype):
 
 @pytest.mark.parametrize("name,params", [("ELU", {}), ("SELU", {}), ("CELU", {"alpha": 0.3}),
                                          ("CELU", {"alpha": 2.0})])
-def test_float32_elu_family_dense_against_float64(name, params):
-    # float32 expm1 blends exp(t) - 1 with a polynomial at t = -ln 2
+def test_float32_elu_family_dense_against_float64(name, params, either_path):
+    # the fallback float32 expm1 blends exp(t) - 1 with a polynomial at t = -ln 2
     x = np.concatenate([np.linspace(-20, 1, 400001), np.linspace(-0.7, -0.68, 40001),
                         -np.geomspace(1e-45, 1, 40001)]).astype(np.float32)
     act = get_act(name, **params)
@@ -675,3 +723,64 @@ def test_rowwise_overflowing_row_among_normal_rows(name, dtype, monkeypatch):
     np.testing.assert_array_equal(act(x), whole)
     ref = _row_ref(name, [mp.mpf(float(v)) for v in x[17]])
     _tolerance_check(name, x[17], whole[17], ref, dtype)
+
+
+# --------------------------------------------------------------------------
+# Native-ufunc dispatch
+# --------------------------------------------------------------------------
+
+def test_native_simd_table_shape():
+    table = A._native_simd_loops()
+    assert set(table) == {("tanh", "d"), ("expm1", "f"), ("log1p", "f"), ("log1p", "d")}
+    assert all(isinstance(v, bool) for v in table.values())
+    assert A._native("tanh", np.dtype(np.float32)) is False  # not in the table
+
+
+def test_native_simd_table_without_introspection(monkeypatch):
+    # NumPy < 2.0 has no numpy.lib.introspect: everything counts as scalar
+    introspect = pytest.importorskip("numpy.lib.introspect")
+
+    def boom(*args, **kwargs):
+        raise AttributeError("opt_func_info")
+
+    monkeypatch.setattr(introspect, "opt_func_info", boom)
+    assert not any(A._native_simd_loops().values())
+
+
+def test_native_simd_table_reads_current_target(monkeypatch):
+    introspect = pytest.importorskip("numpy.lib.introspect")
+    info = {"tanh": {"dd": {"current": "X86_V4", "available": "X86_V4 baseline(X86_V2)"}},
+            "expm1": {"ff": {"current": "baseline(X86_V2)", "available": "baseline(X86_V2)"}}}
+    monkeypatch.setattr(introspect, "opt_func_info", lambda **kw: info)
+    table = A._native_simd_loops()
+    assert table[("tanh", "d")] and not table[("expm1", "f")] and not table[("log1p", "d")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", sorted(DISPATCHED))
+def test_dispatched_kernels_consult_the_table(name, dtype, monkeypatch):
+    x = np.linspace(-30, 30, 2001).astype(dtype)
+    native = get_act(name)(x)
+    asked = []
+
+    def scalar_everywhere(ufunc, dt):
+        asked.append((ufunc, dt.char))
+        return False
+
+    monkeypatch.setattr(A, "_native", scalar_everywhere)
+    composite = get_act(name)(x)
+    expected = {"tanh": "tanh", "tanh_shrink": "tanh", "tanhExp": "tanh", "softplus": "log1p",
+                "log_sigmoid": "log1p"}.get(name, "expm1")
+    if (expected, np.dtype(dtype).char) in A._NATIVE_SIMD:
+        assert (expected, np.dtype(dtype).char) in asked
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(composite, native, rtol=8 * eps, atol=2 * np.finfo(dtype).tiny)
+
+
+def test_fallback_expm1_polynomial_runs(monkeypatch):
+    calls = []
+    real = A._horner_into
+    monkeypatch.setattr(A, "_horner_into", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(A, "_NATIVE_SIMD", dict.fromkeys(A._NATIVE_SIMD, False))
+    get_act("ELU")(np.linspace(-3, 3, 11, dtype=np.float32))
+    assert calls
