@@ -138,7 +138,7 @@ def run(cfg: dict[str, Any], run_dir: str | os.PathLike, *, base_dir: str) -> Ru
             with limit_threads(cfg.get("threads")) as threads:
                 record.data["threads"] = threads
                 record.save()
-                artifacts = execute(plan, run_dir, writers)
+                artifacts = execute(plan, run_dir, writers, threads)
     except BaseException as err:
         for writer in writers:
             writer.discard()
@@ -149,8 +149,8 @@ def run(cfg: dict[str, Any], run_dir: str | os.PathLike, *, base_dir: str) -> Ru
     return record
 
 
-def execute(plan: Plan, run_dir: Path, writers: list[Any]) -> list[str]:
-    """The forward passes and the artifacts; returns the names of the artifacts written."""
+def execute(plan: Plan, run_dir: Path, writers: list[Any], threads: int = 1) -> list[str]:
+    """The forward passes and the artifacts on ``threads`` cores; returns the artifacts' names."""
     cfg, source, specs, shard = plan.settings, plan.source, plan.layers, plan.shard
     rows = shard.rows
     dtype = np.dtype(cfg["dtype"])
@@ -175,14 +175,18 @@ def execute(plan: Plan, run_dir: Path, writers: list[Any]) -> list[str]:
 
     # Each layer's statistics go to a worker as soon as its activations are ready, and run
     # beside the next layers' forward pass; every accumulator still sees its rows in order.
-    workers = ThreadPoolExecutor(max_workers=max(1, cfg["threads"] or os.cpu_count() or 1))
+    # On one thread they run inline: a job given one core (parallel jobs) keeps to one core.
+    workers = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
     pending: list[Future] = []
 
     def observe(i: int, u: np.ndarray | None, y: np.ndarray) -> None:
         if activations is not None:
             activations.observe(i, u, y)
         if layer_stats is not None:
-            pending.append(workers.submit(layer_stats[i].update, y))
+            if workers is None:
+                layer_stats[i].update(y)
+            else:
+                pending.append(workers.submit(layer_stats[i].update, y))
 
     observer = observe if (activations is not None or layer_stats is not None) else None
     progress = Progress(rows, enabled=cfg["progress"])
@@ -196,7 +200,8 @@ def execute(plan: Plan, run_dir: Path, writers: list[Any]) -> list[str]:
             pending.clear()
             progress.update(len(x))
     finally:
-        workers.shutdown(wait=True, cancel_futures=True)
+        if workers is not None:
+            workers.shutdown(wait=True, cancel_futures=True)
     elapsed = time.perf_counter() - t0
     progress.close()
 

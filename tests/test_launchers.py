@@ -129,3 +129,34 @@ def test_four_shards_merge_into_the_single_run(tmp_path, cli):
 def test_shard_keys_are_checked(tmp_path):
     proc = run_cli("dataset.shards=2", "dataset.shard=2", f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
     assert proc.returncode == 2 and "dataset.shard=2: expected an int from 0 to 1" in proc.stderr
+
+
+def test_a_job_given_one_thread_starts_no_thread_pool(tmp_path, monkeypatch):
+    # Parallel jobs get threads = cores // n_jobs; a pool of statistics or layer workers
+    # beside the main thread would oversubscribe the cores the other jobs are using.
+    import concurrent.futures
+
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from runner.app import run
+    from runner.config import register_configs
+
+    register_configs()
+    with initialize_config_module(config_module="runner.conf", version_base=None):
+        cfg = OmegaConf.to_container(compose(config_name="config", overrides=["stats.plot=false"]), resolve=True)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    run({**cfg, "threads": 2}, tmp_path / "two", base_dir=str(tmp_path))
+    started = []
+    original = concurrent.futures.ThreadPoolExecutor.__init__
+
+    def recording(self, *args, **kwargs):
+        started.append(kwargs.get("max_workers", args[0] if args else None))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "__init__", recording)
+    run({**cfg, "threads": 1}, tmp_path / "one", base_dir=str(tmp_path))
+    assert started == []
+    for name in ARTIFACTS:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
