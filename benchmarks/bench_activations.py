@@ -1,12 +1,17 @@
 """Time every activation against a naive NumPy formula and PyTorch CPU.
 
 Usage: python benchmarks/bench_activations.py [--rows 200000] [--cols 100]
-           [--repeat 5] [--markdown] [--only NAME ...]
+           [--repeat 5] [--markdown] [--only NAME ...] [--block]
 
 Prints ns/element (median of the repeats) for the naive NumPy formula, for
 layers.activations, and for torch.nn.functional under torch.inference_mode
 (default threads), plus the ratio ours/torch.  The three candidates are timed
-round-robin within each repeat so that background load affects them alike.  torch and scipy (used only for
+round-robin within each repeat so that background load affects them alike.
+
+``--block`` times the in-network case instead: one (2048, cols) row block
+(unless --rows is given), one thread on both sides, ours applied in place
+(``act(y, out=y)``, as a layer does, after refreshing y; the refresh copy is
+timed separately and subtracted), each sample averaging 20 calls.  torch and scipy (used only for
 the naive exact GELU) are optional benchmark dependencies.
 """
 
@@ -149,12 +154,22 @@ def _time_interleaved(fns, arg, repeat):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=200000)
+    ap.add_argument("--rows", type=int, default=None,
+                    help="rows of the input (default 200000, or 2048 with --block)")
     ap.add_argument("--cols", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--block", action="store_true",
+                    help="in-network style: one row block, single thread, in place")
     args = ap.parse_args(argv)
+    if args.rows is None:
+        args.rows = 2048 if args.block else 200000
+    calls = 20 if args.block else 1
+    if args.block:
+        _acts.set_num_threads(1)
+        if torch is not None:
+            torch.set_num_threads(1)
 
     entries = []
     for name in activation_names():
@@ -172,22 +187,41 @@ def main(argv=None):
     for dtype in (np.float32, np.float64):
         x = base.astype(dtype)
         tx = torch.from_numpy(x) if torch is not None else None
+        buf = np.empty_like(x)
+
+        def refresh(a, buf=buf):
+            for _ in range(calls):
+                np.copyto(buf, a)
+
         for label, name, params in entries:
-            ours = get_act(name, **params)
+            act = get_act(name, **params)
+
+            def ours(a, act=act, buf=buf):
+                for _ in range(calls):
+                    if args.block:
+                        np.copyto(buf, a)
+                        act(buf, out=buf)
+                    else:
+                        act(a)
             naive = NAIVE.get(label)
             tfn = ttab.get(label)
 
             def naive_fn(a, naive=naive):
                 with np.errstate(all="ignore"):
-                    return naive(a)
+                    for _ in range(calls):
+                        naive(a)
 
             def torch_fn(a, tfn=tfn, tx=tx):
                 with torch.inference_mode():
-                    return tfn(tx)
+                    for _ in range(calls):
+                        tfn(tx)
 
-            t_naive, t_ours, t_torch = _time_interleaved(
+            t_naive, t_ours, t_torch, t_copy = (t / calls for t in _time_interleaved(
                 [naive_fn if naive is not None else None, ours,
-                 torch_fn if tfn is not None else None], x, args.repeat)
+                 torch_fn if tfn is not None else None,
+                 refresh if args.block else None], x, args.repeat))
+            if args.block:
+                t_ours -= t_copy
             rows.append((label, np.dtype(dtype).name, t_naive / n * 1e9, t_ours / n * 1e9,
                          t_torch / n * 1e9))
             r = rows[-1]
@@ -208,7 +242,8 @@ def main(argv=None):
         for r in rows:
             print(f"| {r[0]} | {r[1]} | {r[2]:.3f} | {r[3]:.3f} | {r[4]:.3f} | "
                   f"{r[3] / r[4]:.2f} |")
-    print(f"\nshape ({args.rows}, {args.cols}), median of {args.repeat}, "
+    mode = "block, in place, 1 thread each" if args.block else "whole array"
+    print(f"\n{mode}: shape ({args.rows}, {args.cols}), median of {args.repeat}, "
           f"numpy {np.__version__}, torch {torch.__version__ if torch else 'n/a'} "
           f"({torch.get_num_threads() if torch else 0} threads), cpu_count {os.cpu_count()}")
     native = sorted(f"{u}/{c}" for (u, c), v in _acts._NATIVE_SIMD.items() if v)

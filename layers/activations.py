@@ -283,6 +283,13 @@ _PARALLEL_MIN = 1 << 18      # elements; smaller inputs run inline
 # overhead holds the GIL; chunks this large amortise it (measured: 1.5-2x
 # faster on two threads than 1 << 15), while temporaries stay in L2/L3.
 _CHUNK = 1 << 17
+# Largest request served from the per-thread scratch buffers: layers call
+# activations inline on row blocks of up to this many elements (it matches
+# layers.blocks.BLOCK_ELEMENTS, which a test checks), so in-network calls
+# never allocate.  Memory stays bounded: one buffer of this size per
+# (dtype, slot) a kernel uses (at most 6 slots, 2 MiB each in float64) per
+# thread, and larger requests get fresh arrays.
+_SCRATCH_MAX = 1 << 18
 _num_threads = max(1, os.cpu_count() or 1)
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -368,13 +375,14 @@ _tls = threading.local()
 def _scratch(like: np.ndarray, slot: int, dtype=None) -> np.ndarray:
     """Uninitialised array shaped like ``like`` from a per-thread buffer.
 
-    Chunk-sized requests reuse one buffer per (dtype, slot) and thread, so
-    the working set stays in L2/L3; a kernel must use distinct slots for
+    Requests up to ``_SCRATCH_MAX`` elements (a chunk or a layer block) reuse
+    one buffer per (dtype, slot) and thread, so the working set stays in
+    L2/L3 and nothing is allocated; a kernel must use distinct slots for
     arrays that are alive at the same time and never return a scratch array.
     """
     n = like.size
     dt = like.dtype if dtype is None else np.dtype(dtype)
-    if n > _CHUNK:
+    if n > _SCRATCH_MAX:
         return np.empty(like.shape, dt)
     bufs = getattr(_tls, "bufs", None)
     if bufs is None:
@@ -382,26 +390,26 @@ def _scratch(like: np.ndarray, slot: int, dtype=None) -> np.ndarray:
     key = (dt.char, slot)
     b = bufs.get(key)
     if b is None or b.size < n:
-        b = bufs[key] = np.empty(_CHUNK, dt)
+        b = bufs[key] = np.empty(_SCRATCH_MAX, dt)
     return b[:n].reshape(like.shape)
 
 
 def _zeros(like: np.ndarray) -> np.ndarray | None:
     """Read-only zeros shaped like ``like`` (a per-thread buffer), or None if
-    ``like`` is larger than a chunk.
+    ``like`` is larger than ``_SCRATCH_MAX``.
 
     np.maximum/np.minimum against a zeros array run a SIMD loop, 3x faster
     than against the scalar 0.0 (whose stride-0 operand is not vectorised).
     """
     n = like.size
-    if n > _CHUNK:
+    if n > _SCRATCH_MAX:
         return None
     bufs = getattr(_tls, "zeros", None)
     if bufs is None:
         bufs = _tls.zeros = {}
     b = bufs.get(like.dtype.char)
     if b is None or b.size < n:
-        b = bufs[like.dtype.char] = np.zeros(_CHUNK, like.dtype)
+        b = bufs[like.dtype.char] = np.zeros(_SCRATCH_MAX, like.dtype)
         b.flags.writeable = False
     return b[:n].reshape(like.shape)
 
@@ -743,6 +751,11 @@ def _min0_into(x: np.ndarray, out: np.ndarray) -> None:
 
 
 def _tail_mask(x: np.ndarray, below: float):
+    """Boolean mask of ``x < below``, or None if it is empty."""
+    # a min reduction settles the common case without allocating a mask
+    # (a NaN makes the comparison False and falls through to the mask)
+    if x.size == 0 or x.min() >= below:
+        return None
     m = x < below
     return m if m.any() else None
 
@@ -786,8 +799,8 @@ def step(x, out):
 
     The value at 0 (and -0.0) is 0, like ``x > 0`` in the seed.  NaN gives NaN.
     """
-    m = np.greater(x, 0.0)
-    nan = np.isnan(x)
+    m = np.greater(x, 0.0, out=_scratch(x, 0, np.bool_))
+    nan = np.isnan(x, out=_scratch(x, 1, np.bool_))
     np.copyto(out, m, casting="unsafe")
     if nan.any():
         out[nan] = np.nan
@@ -804,10 +817,21 @@ def identity(x, out):
 def bent_identity(x, out):
     """Bent identity: bent_identity(x) = (sqrt(x^2 + 1) - 1) / 2 + x.
 
-    Computed as x*(x/(hypot(x, 1) + 1))/2 + x, which avoids both the
-    cancellation in sqrt(x^2+1) - 1 near 0 and the overflow of x^2.
+    Computed as x*(x/(hypot(x, 1) + 1))/2 + x, which avoids the
+    cancellation in sqrt(x^2+1) - 1 near 0.  np.hypot is a scalar libm loop
+    (4-18 ns per element), so hypot(x, 1) = max(sqrt(min(|x|, L)^2 + 1), |x|)
+    with L = 2**ceil((p+1)/2) (p mantissa bits): from L on, x^2 + 1 rounds
+    to x^2, hypot(x, 1) rounds to |x|, and the max picks it (x^2 cannot
+    overflow).
     """
-    t = np.hypot(x, 1.0)
+    a = _scratch(x, 0)
+    np.abs(x, out=a)
+    t = _scratch(x, 1)
+    np.clip(a, 0.0, 2.0 ** 27 if x.dtype == _F64 else 2.0 ** 13, out=t)
+    t *= t
+    t += 1.0
+    np.sqrt(t, out=t)
+    np.maximum(t, a, out=t)
     t += 1.0
     np.divide(x, t, out=t)
     t *= x
@@ -947,14 +971,14 @@ _TS_LIMIT = 1.5
 
 # x - tanh(x) = x z A(z) / B(z), z = x^2, for |x| <= 1.5: the convergent of
 # Lambert's continued fraction tanh(x) = x / (1 + z/(3 + z/(5 + ...))) of
-# depth 11 (float64) or 7 (float32), expanded into polynomials (normalised
+# depth 11 (float64) or 6 (float32), expanded into polynomials (normalised
 # to B(0) = 1).  Every coefficient is positive, so Horner's scheme has no
 # cancellation; the truncation error at |x| = 1.5 is about 1e-19 (depth 11)
-# and 1e-10 (depth 7) relative.
+# and 6e-10 = 0.005 float32 eps (depth 6) relative.
 _TS_A64 = (0.3333333333333333, 0.02608695652173913, 0.0005521048999309869, 4.035854531659261e-06, 9.249475626415419e-09, 3.1622138893727926e-12)
 _TS_B64 = (1.0, 0.4782608695652174, 0.031055900621118012, 0.0006102212051868803, 4.273257739403923e-06, 9.496128309786497e-09, 3.1622138893727926e-12)
-_TS_A32 = (0.3333333333333333, 0.022222222222222223, 0.00029304029304029304, 4.9333382666716e-07)
-_TS_B32 = (1.0, 0.4666666666666667, 0.02564102564102564, 0.0003108003108003108, 4.9333382666716e-07)
+_TS_A32 = (0.3333333333333333, 0.020512820512820513, 0.0001998001998001998)
+_TS_B32 = (1.0, 0.46153846153846156, 0.023310023310023312, 0.0002072002072002072)
 
 
 def _horner_into(coef, v: np.ndarray, acc: np.ndarray) -> np.ndarray:
@@ -989,9 +1013,10 @@ def tanh_shrink(x, out):
     num *= z
     num *= xc
     num /= den                           # small-|x| value
+    # |x| >= 1.5 as z = xc^2 >= 2.25 (saves an abs pass; at the boundary
+    # either form is accurate)
     m = z
-    np.abs(x, out=m)
-    np.greater_equal(m, _TS_LIMIT, out=m, casting="unsafe")
+    np.greater_equal(z, _TS_LIMIT ** 2, out=m, casting="unsafe")
     big -= num
     big *= m
     np.add(num, big, out=out)
@@ -1298,6 +1323,31 @@ def tanhExp(x, out):
         out[tail] = _x_exp_tail(xt)
 
 
+@functools.lru_cache(maxsize=64)
+def _crossing(slope: float, offset: float, dt: np.dtype) -> tuple[float, float]:
+    """(x0, c0): x0 the ``dt`` number nearest to the zero crossing -offset/slope
+    and c0 = slope*x0 + offset rounded to ``dt``; (0, offset) when the
+    plain form is already exact enough or the crossing is not representable
+    (see ``hard_sigmoid``)."""
+    from fractions import Fraction
+    plain = (0.0, offset)
+    if (not (math.isfinite(slope) and math.isfinite(offset)) or slope == 0.0
+            or offset == 0.0 or _is_pow2(slope)):
+        return plain
+    t = -Fraction(offset) / Fraction(slope)
+    with np.errstate(over="ignore"):
+        near = dt.type(float(t))
+        cands = [near, np.nextafter(near, dt.type(-np.inf)), np.nextafter(near, dt.type(np.inf))]
+    cands = [c for c in cands if np.isfinite(c)]
+    if not cands:
+        return plain
+    # the nearest of the neighbours (rounding via float64 may round twice)
+    x0 = min(cands, key=lambda c: abs(Fraction(float(c)) - t))
+    c0 = Fraction(slope) * Fraction(float(x0)) + Fraction(offset)
+    with np.errstate(under="ignore"):
+        return float(x0), float(dt.type(float(c0)))
+
+
 @_builtin(_ELEMENTWISE, aliases=("hardsigmoid",), output_range=(0.0, 1.0),
           formula="clip(slope * x + offset, 0, 1)")
 def hard_sigmoid(x, out, slope=0.2, offset=0.5):
@@ -1305,32 +1355,28 @@ def hard_sigmoid(x, out, slope=0.2, offset=0.5):
 
     The defaults are the seed's (Keras 2) slope 0.2; PyTorch's ``hardsigmoid``
     spelling maps to this same entry, so for PyTorch's curve pass
-    ``slope=0.16666666666666666`` (offset 0.5).  slope*x + offset is formed
-    with a single rounding (exactly in float64 for float32 input, with an
-    error-free product in float64), so results near the zero crossing keep
-    their relative accuracy.
+    ``slope=0.16666666666666666`` (offset 0.5).
+
+    Evaluated as r = fl(fl(slope * d) + c0), d = x - x0, in the input dtype
+    (unit roundoff u), with x0 the representable number nearest to the zero
+    crossing t = -offset/slope and c0 = slope*x0 + offset (precomputed,
+    rounded once), so v = slope*x + offset = slope*d + c0 exactly.  As x0 is
+    the number nearest to t, |c0| = |slope||x0 - t| <= |slope||x - t| = |v|
+    for every representable x, hence |slope*d| = |v - c0| <= 2|v|.  The
+    roundings of d, of the product, of c0 and of the sum therefore err by at
+    most (2u + 2u + u + u)|v| = 3 eps relative (to first order; an
+    underflowing c0 or product adds at most half the smallest subnormal),
+    also at the zero crossing, where the plain slope*x + offset cancels;
+    clipping only lowers the error.  A power-of-two slope (exact product)
+    or offset 0 needs no shift (x0 = 0, c0 = offset), nor does a crossing
+    beyond the largest finite number (no cancellation within range).
     """
-    if x.dtype != _F64:
-        r = x.astype(_F64)
-        r *= float(x.dtype.type(slope))
-        r += float(x.dtype.type(offset))
-        np.clip(r, 0.0, 1.0, out=r)
-        np.copyto(out, r, casting="unsafe")
-        return
-    p = np.multiply(x, slope)
-    r = p + offset
-    near = np.abs(r) < 0.25 * abs(offset)
-    if offset != 0.0 and not _is_pow2(slope) and near.any():
-        xs = x[near]
-        ps = p[near]
-        err = _two_prod_err(xs, ps, slope)
-        # TwoSum(ps, offset) then add both error terms
-        s = ps + offset
-        bb = s - ps
-        e2 = (ps - (s - bb)) + (offset - bb)
-        err += e2
-        s += err
-        r[near] = s
+    s = float(x.dtype.type(slope))
+    x0, c0 = _crossing(s, float(x.dtype.type(offset)), x.dtype)
+    r = _scratch(x, 0)
+    np.subtract(x, x0, out=r)
+    r *= s
+    r += c0
     np.clip(r, 0.0, 1.0, out=out)
 
 
@@ -1338,8 +1384,11 @@ def hard_sigmoid(x, out, slope=0.2, offset=0.5):
           check=_check_lambda)
 def hard_shrink(x, out, lambda_=0.5):
     """Hard shrink: hard_shrink(x) = x if |x| > lambda_ else 0."""
-    keep = np.abs(x) > lambda_
-    keep |= np.isnan(x)
+    # x * (|x| > lambda_), NaN * 0 being NaN; the mask is written as 0.0/1.0
+    # in place because a float * bool multiply converts (2.5x slower)
+    keep = _scratch(x, 0)
+    np.abs(x, out=keep)
+    np.greater(keep, lambda_, out=keep, casting="unsafe")
     np.multiply(x, keep, out=out)
 
 
@@ -1347,7 +1396,8 @@ def hard_shrink(x, out, lambda_=0.5):
           formula="x - clip(x, -lambda_, lambda_)", check=_check_lambda)
 def soft_shrink(x, out, lambda_=0.5):
     """Soft shrink: soft_shrink(x) = sign(x) * max(|x| - lambda_, 0) = x - clip(x, -lambda_, lambda_)."""
-    t = np.clip(x, -lambda_, lambda_)
+    t = _scratch(x, 0)
+    np.clip(x, -lambda_, lambda_, out=t)
     np.subtract(x, t, out=out)
 
 
@@ -1358,21 +1408,23 @@ def threshold(x, out, threshold=0.0, value=0.0):
         # x if x > threshold else threshold: a clip (NaN propagates)
         np.clip(x, threshold, np.inf, out=out)
         return
-    replace = x <= threshold
+    replace = np.less_equal(x, threshold, out=_scratch(x, 0, np.bool_))
     if out is not x:
         np.copyto(out, x)
     np.copyto(out, x.dtype.type(value), where=replace)
 
 
 def _leaky_into(x: np.ndarray, out: np.ndarray, alpha: float) -> None:
+    """out = x if x > 0 else alpha*x (out may be x); scratch slot 0."""
+    t = _scratch(x, 0)
     if 0.0 <= alpha <= 1.0:
         # max(x, alpha*x) is the leaky ReLU only for 0 <= alpha <= 1
-        t = np.multiply(x, alpha)
+        np.multiply(x, alpha, out=t)
         np.maximum(x, t, out=out)
     else:
-        t = np.minimum(x, 0.0)
+        _min0_into(x, t)
         t *= alpha
-        np.maximum(x, 0.0, out=out)
+        _max0_into(x, out)
         out += t
 
 
@@ -1478,8 +1530,9 @@ def _x_sigmoid_into(x: np.ndarray, out: np.ndarray, beta: float) -> None:
     """
     z = _scratch(x, 0)
     np.multiply(x, -beta, out=z)
-    tail = np.greater(z, _exp_limit(x.dtype), out=_scratch(x, 1, np.bool_))
-    xt = x[tail] if tail.any() else None
+    # -beta*x > limit, as a test on +-x (beta < 0 is rare: it negates a copy)
+    tail = _tail_mask(x if beta > 0 else -x, -_exp_limit(x.dtype) / abs(beta))
+    xt = x[tail] if tail is not None else None
     np.exp(z, out=z)
     z += 1.0
     np.divide(x, z, out=out)
@@ -1818,7 +1871,8 @@ def SiLU(x, out):
 def hard_swish(x, out):
     """Hard swish: hard_swish(x) = x * ReLU6(x + 3) / 6."""
     # dividing before multiplying keeps x * 1 exact (and finite) for x >= 3
-    t = np.add(x, 3.0)
+    t = _scratch(x, 0)
+    np.add(x, 3.0, out=t)
     np.clip(t, 0.0, 6.0, out=t)
     t /= 6.0
     np.multiply(x, t, out=out)

@@ -784,3 +784,71 @@ def test_fallback_expm1_polynomial_runs(monkeypatch):
     monkeypatch.setattr(A, "_NATIVE_SIMD", dict.fromkeys(A._NATIVE_SIMD, False))
     get_act("ELU")(np.linspace(-3, 3, 11, dtype=np.float32))
     assert calls
+
+
+# --------------------------------------------------------------------------
+# In-network blocks: scratch reuse and block-versus-row results
+# --------------------------------------------------------------------------
+
+def test_scratch_cap_matches_layer_blocks():
+    from layers.blocks import BLOCK_ELEMENTS
+    assert A._SCRATCH_MAX == BLOCK_ELEMENTS
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_scratch_reused_up_to_the_cap(dtype):
+    block = np.empty((2048, A._SCRATCH_MAX // 2048), dtype)
+    assert np.shares_memory(A._scratch(block, 0), A._scratch(block[:7], 0))
+    assert A._zeros(block) is not None and not A._zeros(block).any()
+    big = np.empty(A._SCRATCH_MAX + 1, dtype)
+    assert not np.shares_memory(A._scratch(big, 0), A._scratch(block, 0))
+    assert A._zeros(big) is None
+
+
+@pytest.mark.parametrize("name,params", [(n, p) for n in activation_names()
+                                         for p in PARAM_SETS.get(n, [{}])])
+def test_layer_block_matches_rows_bit_for_bit(name, params):
+    # a (2048, 100) block runs inline on scratch beyond a chunk's size
+    rng = np.random.default_rng(11)
+    act = get_act(name, **params)
+    rows = range(0, 2048, 97)
+    for dtype in DTYPES:
+        x = (rng.standard_normal((2048, 100)) * 4).astype(dtype)
+        x[0, :4] = [-90.0, 0.0, np.nan, 800.0]
+        y = x.copy()
+        act(y, out=y)
+        np.testing.assert_array_equal(act(x), y)
+        for i in rows:
+            np.testing.assert_array_equal(act(x[i]), y[i])
+
+
+_HS_PARAMS = [(0.2, 0.5), (1 / 6, 0.5), (0.3, 0.25), (-0.3, 0.5), (0.7, -2.0),
+              (123.456, 0.77), (0.2, 1e-30), (0.25, 0.5), (0.2, 0.0)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("slope,offset", _HS_PARAMS)
+def test_hard_sigmoid_exact_across_the_zero_crossing(slope, offset, dtype):
+    # every representable x within 300 ulps of the crossing, plus a wider band
+    from fractions import Fraction
+    s, o = dtype(slope), dtype(offset)
+    t = float(-Fraction(float(o)) / Fraction(float(s))) if s else 0.0
+    c = np.array(t, dtype)
+    steps = np.arange(-300, 301)
+    x = np.concatenate([c + steps * np.spacing(c) if c else steps * 1e-3,
+                        (t * (1 + np.linspace(-0.4, 0.4, 401))).astype(dtype)]).astype(dtype)
+    got = get_act("hard_sigmoid", slope=slope, offset=offset)(x)
+    eps = Fraction(float(np.finfo(dtype).eps))
+    for xi, gi in zip(x.tolist(), got.tolist()):
+        v = min(max(Fraction(float(s)) * Fraction(xi) + Fraction(float(o)), Fraction(0)),
+                Fraction(1))
+        assert abs(Fraction(gi) - v) <= 2 * eps * v, (xi, gi, float(v))
+
+
+def test_hard_sigmoid_crossing_constants():
+    f32 = np.dtype(np.float32)
+    assert A._crossing(0.25, 0.5, f32) == (0.0, 0.5)      # exact product
+    assert A._crossing(0.2, 0.0, f32) == (0.0, 0.0)       # no addition
+    assert A._crossing(0.0, 0.5, f32) == (0.0, 0.5)
+    x0, c0 = A._crossing(float(np.float32(0.2)), 0.5, f32)
+    assert np.float32(x0) == x0 and abs(c0) <= 0.2 * abs(np.spacing(np.float32(x0)))
