@@ -822,10 +822,14 @@ def bent_identity(x, out):
     (4-18 ns per element), so hypot(x, 1) = max(sqrt(min(|x|, L)^2 + 1), |x|)
     with L = 2**ceil((p+1)/2) (p mantissa bits): from L on, x^2 + 1 rounds
     to x^2, hypot(x, 1) rounds to |x|, and the max picks it (x^2 cannot
-    overflow).
+    overflow).  The product is formed as a*(a/(hypot + 1)) with a = |x|
+    capped at the largest finite number: the same value for finite x, and a
+    finite ratio (1) for x = +-inf instead of inf/inf = NaN, so the result
+    follows x to +-inf (NaN still propagates).
     """
     a = _scratch(x, 0)
     np.abs(x, out=a)
+    np.minimum(a, np.finfo(x.dtype).max, out=a)
     t = _scratch(x, 1)
     np.clip(a, 0.0, 2.0 ** 27 if x.dtype == _F64 else 2.0 ** 13, out=t)
     t *= t
@@ -833,8 +837,8 @@ def bent_identity(x, out):
     np.sqrt(t, out=t)
     np.maximum(t, a, out=t)
     t += 1.0
-    np.divide(x, t, out=t)
-    t *= x
+    np.divide(a, t, out=t)
+    t *= a
     t *= 0.5
     np.add(t, x, out=out)
 

@@ -852,3 +852,12 @@ def test_hard_sigmoid_crossing_constants():
     assert A._crossing(0.0, 0.5, f32) == (0.0, 0.5)
     x0, c0 = A._crossing(float(np.float32(0.2)), 0.5, f32)
     assert np.float32(x0) == x0 and abs(c0) <= 0.2 * abs(np.spacing(np.float32(x0)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bent_identity_follows_x_to_infinity(dtype):
+    # (sqrt(x^2 + 1) - 1)/2 + x -> +inf as x -> +inf and -inf as x -> -inf; the naive
+    # evaluation meets inf/inf or inf - inf there.
+    x = np.array([np.inf, -np.inf, np.nan], dtype=dtype)
+    y = get_act("bent_identity")(x)
+    assert y[0] == np.inf and y[1] == -np.inf and np.isnan(y[2])
