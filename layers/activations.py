@@ -372,6 +372,19 @@ def _run(spec: _Spec, params: dict, xw: np.ndarray, ow: np.ndarray) -> None:
 _tls = threading.local()
 
 
+def _thread_buffer(key: tuple, like: np.ndarray, dt: np.dtype, make: Callable) -> np.ndarray:
+    """``like``-shaped view of this thread's ``_SCRATCH_MAX``-element buffer
+    ``key``, created by ``make(size, dtype)`` on first use (callers check the
+    size)."""
+    bufs = getattr(_tls, "bufs", None)
+    if bufs is None:
+        bufs = _tls.bufs = {}
+    b = bufs.get(key)
+    if b is None:
+        b = bufs[key] = make(_SCRATCH_MAX, dt)
+    return b[:like.size].reshape(like.shape)
+
+
 def _scratch(like: np.ndarray, slot: int, dtype=None) -> np.ndarray:
     """Uninitialised array shaped like ``like`` from a per-thread buffer.
 
@@ -380,18 +393,16 @@ def _scratch(like: np.ndarray, slot: int, dtype=None) -> np.ndarray:
     L2/L3 and nothing is allocated; a kernel must use distinct slots for
     arrays that are alive at the same time and never return a scratch array.
     """
-    n = like.size
     dt = like.dtype if dtype is None else np.dtype(dtype)
-    if n > _SCRATCH_MAX:
+    if like.size > _SCRATCH_MAX:
         return np.empty(like.shape, dt)
-    bufs = getattr(_tls, "bufs", None)
-    if bufs is None:
-        bufs = _tls.bufs = {}
-    key = (dt.char, slot)
-    b = bufs.get(key)
-    if b is None or b.size < n:
-        b = bufs[key] = np.empty(_SCRATCH_MAX, dt)
-    return b[:n].reshape(like.shape)
+    return _thread_buffer((dt.char, slot), like, dt, np.empty)
+
+
+def _read_only_zeros(size: int, dt: np.dtype) -> np.ndarray:
+    b = np.zeros(size, dt)
+    b.flags.writeable = False
+    return b
 
 
 def _zeros(like: np.ndarray) -> np.ndarray | None:
@@ -401,17 +412,9 @@ def _zeros(like: np.ndarray) -> np.ndarray | None:
     np.maximum/np.minimum against a zeros array run a SIMD loop, 3x faster
     than against the scalar 0.0 (whose stride-0 operand is not vectorised).
     """
-    n = like.size
-    if n > _SCRATCH_MAX:
+    if like.size > _SCRATCH_MAX:
         return None
-    bufs = getattr(_tls, "zeros", None)
-    if bufs is None:
-        bufs = _tls.zeros = {}
-    b = bufs.get(like.dtype.char)
-    if b is None or b.size < n:
-        b = bufs[like.dtype.char] = np.zeros(_SCRATCH_MAX, like.dtype)
-        b.flags.writeable = False
-    return b[:n].reshape(like.shape)
+    return _thread_buffer((like.dtype.char, "zeros"), like, like.dtype, _read_only_zeros)
 
 
 # --------------------------------------------------------------------------
@@ -722,6 +725,14 @@ def _two_prod_arr(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return p, e
 
 
+def _exp_neg_abs_into(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = exp(-|x|) (never overflows); returns out."""
+    np.abs(x, out=out)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+    return out
+
+
 def _x_exp_tail(x: np.ndarray, scale: float = 1.0) -> np.ndarray:
     """x * exp(scale*x) without a subnormal intermediate (scale a power of two)."""
     t = np.multiply(x, 0.5 * scale)
@@ -885,10 +896,7 @@ def _softplus_parts(x: np.ndarray) -> np.ndarray:
     exact rounding error of u (log(1 + e) = log(u - d)), which is accurate to
     a few ulps and much cheaper than a scalar log1p.
     """
-    e = _scratch(x, 1)
-    np.abs(x, out=e)
-    np.negative(e, out=e)
-    np.exp(e, out=e)
+    e = _exp_neg_abs_into(x, _scratch(x, 1))
     if _native("log1p", x.dtype):
         return np.log1p(e, out=_scratch(x, 0))
     u = _scratch(x, 2)
@@ -1124,7 +1132,8 @@ def _by_rows(x: np.ndarray, out: np.ndarray, fast: Callable, exact: Callable,
     top = m.max() if with_max else x.max()
     bad = None
     if not (x.min() >= -lim and top <= lim):   # also true with a NaN
-        bad = ~((np.min(x, axis=-1) >= -lim) & (np.max(x, axis=-1) <= lim))
+        row_max = m[..., 0] if with_max else np.max(x, axis=-1)
+        bad = ~((np.min(x, axis=-1) >= -lim) & (row_max <= lim))
         xb = x[bad]              # a copy, taken before out (maybe x) is written
     if with_max:
         fast(x, out, m)
@@ -1289,10 +1298,7 @@ def Mish(x, out):
     """
     tail = _tail_mask(x, _mish_tail(x))
     xt = x[tail] if tail is not None else None
-    e = _scratch(x, 0)
-    np.abs(x, out=e)
-    np.negative(e, out=e)
-    np.exp(e, out=e)
+    e = _exp_neg_abs_into(x, _scratch(x, 0))
     e2 = _scratch(x, 1)
     np.multiply(e, e, out=e2)
     pos = _scratch(x, 2)
