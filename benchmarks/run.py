@@ -263,7 +263,8 @@ class Suite:
         t.notes.append("CLI: `python -m runner --config-dir <tmp> network=bench_wide dataset.rows=R "
                        "dtype=... stats.enabled=false stats.plot=false` (gaussian data, batch_size 8192).")
         t.notes.append("NumPy / PyTorch scripts: benchmarks/baselines.py; the NumPy script draws its input "
-                       "as the runner does (float64, cast to the dtype), PyTorch in the dtype; marginal = (median wall at 2R − median wall at R) / R, so start-up and "
+                       "as the runner does (float64, cast to the dtype), PyTorch in the dtype; "
+                       "marginal = (median wall at 2R − median wall at R) / R, so start-up and "
                        f"import costs cancel; {reps} interleaved repeats. 'own loop timer': the batch loop "
                        "as each program times it (runner: its `done: ... in X s` line), per row, median "
                        "over both sizes.")
