@@ -452,6 +452,31 @@ def _native_simd_loops() -> dict[tuple[str, str], bool]:
 
 _NATIVE_SIMD = _native_simd_loops()
 
+# Compiled kernels: layers.compiled, loaded on first use (it imports numba,
+# about 0.4 s); Ellipsis until then, None when unavailable or switched off.
+_COMPILED: Any = ...
+COMPILED_ENV = "FWDRUNNER_COMPILED"
+
+
+def compiled_kernels():
+    """The compiled-kernel module ``layers.compiled``, or None.
+
+    None when numba is not installed (``pip install 'fwdrunner[fast]'`` adds
+    it) or when the environment variable ``FWDRUNNER_COMPILED`` is ``0``;
+    the NumPy kernels then compute the same functions, more slowly.
+    Looked up once per process, on the first call.
+    """
+    global _COMPILED
+    if _COMPILED is ...:
+        _COMPILED = None
+        if os.environ.get(COMPILED_ENV, "1").strip() != "0":
+            try:
+                from layers import compiled
+                _COMPILED = compiled
+            except ImportError:
+                pass
+    return _COMPILED
+
 
 def _native(ufunc: str, dtype: np.dtype) -> bool:
     """True if NumPy's ``ufunc`` loop for ``dtype`` is vectorised (see above)."""
@@ -1797,9 +1822,11 @@ def _gelu_tanh64_into(x: np.ndarray, out: np.ndarray) -> None:
     hi -= wh
     hi += lo                             # wl: w = wh + wl
     tail = None
-    if wh.max(initial=0.0) > 700.0:
+    # fmax ignores NaN: a NaN elsewhere in the chunk must not hide the tail
+    if np.fmax.reduce(wh, axis=None, initial=0.0) > 700.0:
         tail = np.greater(wh, 700.0, out=_scratch(x, 5, np.bool_))
-        xt, ht, lt = x[tail], wh[tail] * -0.5, hi[tail] * -0.5
+        # xc: below -28 the result is -0 (x = -inf included)
+        xt, ht, lt = xc[tail], wh[tail] * -0.5, hi[tail] * -0.5
     e = wh
     np.exp(wh, out=e)
     hi += 1.0
@@ -1821,11 +1848,13 @@ def _gelu_tanh32_into(x: np.ndarray, out: np.ndarray) -> None:
 
     The sigmoid magnifies an error of 2u by up to |2u| (~110 before the
     float32 result underflows); float64's few roundings in 2u stay far below
-    float32's.  Nothing needs clamping: x^3 is finite in float64, and where
-    exp(-2u) overflows the result is -0, as it is in float32 anyway.
+    float32's.  x^3 is finite in float64, and where exp(-2u) overflows the
+    result is -0, as it is in float32 anyway; x is clamped at -28 only so
+    that -inf gives -0 rather than -inf/inf.
     """
     a = _scratch(x, 0, _F64)
     np.copyto(a, x)
+    np.maximum(a, -28.0, out=a)
     w = _scratch(x, 1, _F64)
     np.multiply(a, a, out=w)
     w *= -_GT_K * _GT_A
@@ -1837,6 +1866,23 @@ def _gelu_tanh32_into(x: np.ndarray, out: np.ndarray) -> None:
     np.copyto(out, a, casting="same_kind")
 
 
+def _run_compiled(kernel: Callable, x: np.ndarray, out: np.ndarray) -> None:
+    """Run a compiled elementwise loop (``layers.compiled``) from ``x`` into ``out``.
+
+    The loops take flat, separate memory: LLVM vectorises a loop only after a
+    runtime check finds its input and output disjoint, and runs it scalar,
+    about 4x slower, when they overlap.  So an in-place call, or a strided
+    view, goes through a per-thread scratch buffer and one copy.
+    """
+    if x.flags.c_contiguous and out.flags.c_contiguous and not np.may_share_memory(x, out):
+        kernel(x.reshape(-1), out.reshape(-1))
+        return
+    src = np.ascontiguousarray(x)
+    res = _scratch(src, 0)
+    kernel(src.reshape(-1), res.reshape(-1))
+    np.copyto(out, res)
+
+
 @_builtin(_ELEMENTWISE, aliases=("gelu",),
           formula="x * Phi(x) = x/2 * (1 + erf(x / sqrt(2)))",
           check=_check_gelu)
@@ -1845,6 +1891,10 @@ def GELU(x, out, approximate="none"):
 
     ``approximate='tanh'``: 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))),
     evaluated as x * sigmoid(2u) (the 1 + tanh form cancels for negative x).
+
+    With numba installed (the ``fast`` extra) every form runs as one compiled
+    loop from ``layers.compiled``, the same algorithm to the same accuracy
+    (see ``compiled_kernels``); otherwise as the NumPy kernels below.
 
     The exact form needs erfc, which NumPy lacks; it is evaluated with a
     built-in approximation (``_ERFC_H`` in float64, ``_ERFC32_G`` for float32
@@ -1858,6 +1908,12 @@ def GELU(x, out, approximate="none"):
     ``_gelu_tanh32_into``) and 2.9 eps (float64, near x = -21.1, see
     ``_gelu_tanh64_into``).
     """
+    jit = compiled_kernels()
+    if jit is not None:
+        kernel = {(False, True): jit.gelu_erf_f64, (False, False): jit.gelu_erf_f32,
+                  (True, True): jit.gelu_tanh_f64, (True, False): jit.gelu_tanh_f32}
+        _run_compiled(kernel[approximate == "tanh", x.dtype == _F64], x, out)
+        return
     if approximate != "tanh" and x.dtype != _F64:
         _gelu_erf32_into(x, out)
         return

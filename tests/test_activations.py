@@ -649,7 +649,68 @@ def test_float64_tanh_monotone_and_accurate_across_branch_switch(name, either_pa
     _tolerance_check(name, sample, got, [ref(mp.mpf(float(v))) for v in sample], np.float64)
 
 
-def test_float32_exact_gelu_dense_against_float64():
+# GELU has compiled kernels (layers.compiled, numba) beside its NumPy ones;
+# tests that take `gelu_path` run once on each path available here.
+@pytest.fixture(params=["numpy", "compiled"])
+def gelu_path(request, monkeypatch):
+    if request.param == "numpy":
+        monkeypatch.setattr(A, "_COMPILED", None)
+    else:
+        pytest.importorskip("numba")
+        monkeypatch.setattr(A, "_COMPILED", ...)   # look it up afresh
+        monkeypatch.delenv(A.COMPILED_ENV, raising=False)
+        assert A.compiled_kernels() is not None
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_against_mpmath_on_each_path(approximate, dtype, gelu_path):
+    _check_against_mpmath("GELU", {"approximate": approximate}, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_infinities_and_nan(approximate, dtype, gelu_path):
+    # the limits: GELU(+inf) = +inf, GELU(-inf) = 0 (x Phi(x) -> 0), even
+    # where the formula meets inf * 0 or inf / inf; NaN among them changes nothing
+    x = np.array([np.inf, -np.inf, np.nan, -25.0, -20.5, 3.0], dtype=dtype)
+    y = get_act("GELU", approximate=approximate)(x)
+    alone = get_act("GELU", approximate=approximate)(x[[0, 1, 3, 4, 5]])
+    assert y[0] == np.inf and y[1] == 0.0 and np.isnan(y[2])
+    np.testing.assert_array_equal(y[[0, 1, 3, 4, 5]], alone)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_compiled_and_numpy_paths_agree(approximate, dtype, monkeypatch):
+    pytest.importorskip("numba")
+    x = np.concatenate([np.linspace(-40, 30, 700001), -np.geomspace(1e-300, 40, 20001),
+                        np.geomspace(1e-300, 40, 20001)]).astype(dtype)
+    act = get_act("GELU", approximate=approximate)
+    monkeypatch.setattr(A, "_COMPILED", None)
+    slow = act(x).astype(np.float64)
+    monkeypatch.setattr(A, "_COMPILED", ...)
+    monkeypatch.delenv(A.COMPILED_ENV, raising=False)
+    fast = act(x).astype(np.float64)
+    fi = np.finfo(dtype)
+    # each path is within a few ulps of the true value (the mpmath tests)
+    assert (np.abs(fast - slow) <= 8 * fi.eps * np.abs(slow) + 2 * fi.smallest_subnormal).all()
+    # a strided view gives the same bytes as contiguous memory
+    wide = np.stack([x, x], axis=1)
+    np.testing.assert_array_equal(act(wide[:, 0]).astype(np.float64), fast)
+
+
+def test_compiled_kernels_switch(monkeypatch):
+    monkeypatch.setattr(A, "_COMPILED", ...)
+    monkeypatch.setenv(A.COMPILED_ENV, "0")
+    assert A.compiled_kernels() is None
+    # looked up once: the answer stands until the process ends
+    monkeypatch.delenv(A.COMPILED_ENV)
+    assert A.compiled_kernels() is None
+
+
+def test_float32_exact_gelu_dense_against_float64(gelu_path):
     # the float32 path has its own erfc approximation; check it densely
     x = np.concatenate([np.linspace(-16, 16, 400001), -np.geomspace(1e-30, 16, 20001),
                         np.geomspace(1e-30, 16, 20001)]).astype(np.float32)
@@ -659,7 +720,7 @@ def test_float32_exact_gelu_dense_against_float64():
     assert (np.abs(got - ref) <= 8 * fi.eps * np.abs(ref) + 2 * fi.smallest_subnormal).all()
 
 
-def test_float32_gelu_tanh_dense_against_float64():
+def test_float32_gelu_tanh_dense_against_float64(gelu_path):
     # float32 approximate='tanh' has its own path (float64 exponent, one float32 exp)
     x = np.concatenate([np.linspace(-16, 16, 400001), -np.geomspace(1e-30, 16, 20001),
                         np.geomspace(1e-30, 16, 20001), [-3e38, 3e38]]).astype(np.float32)
@@ -697,7 +758,7 @@ def test_float32_elu_family_dense_against_float64(name, params, either_path):
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
-def test_float64_gelu_branch_switch_and_left_tail(approximate):
+def test_float64_gelu_branch_switch_and_left_tail(approximate, gelu_path):
     # exact GELU switches from erf to erfc at |x| = sqrt(2); both forms carry
     # the Gaussian's exponent exactly down to underflow
     x = np.concatenate([np.linspace(1.40, 1.43, 31), np.linspace(-1.43, -1.40, 31),

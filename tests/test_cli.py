@@ -75,6 +75,17 @@ def test_run_record_has_the_contracted_fields_and_hashes(cli):
     assert "h1" in log and "done: 1000 rows" in log
 
 
+def test_gelu_run_records_the_compiled_kernels_and_matches_the_numpy_path(cli):
+    numba = pytest.importorskip("numba")
+    overrides = ("network.layers.0.act=GELU", "stats.plot=false")
+    _, fast = cli(*overrides)
+    _, slow = cli(*overrides, env={"FWDRUNNER_COMPILED": "0"})
+    assert fast.record["versions"]["numba"] == numba.__version__
+    assert "numba" not in slow.record["versions"]
+    # the two paths differ by a few ulps at most (both are checked against mpmath)
+    np.testing.assert_allclose(fast.outputs, slow.outputs, rtol=1e-14, atol=1e-16)
+
+
 def test_git_state_is_recorded_inside_a_checkout(tmp_path, cli):
     import subprocess
 

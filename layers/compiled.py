@@ -1,0 +1,282 @@
+"""Compiled GELU kernels (numba), used when the ``fast`` extra is installed.
+
+NumPy has no erf, so its exact GELU takes some 30 passes over the data; a
+compiled loop makes one, with every step in registers.  The loops below
+follow the NumPy kernels in ``layers.activations`` step for step and take
+their constants from there, so both paths compute the same function to the
+same accuracy (a few ulps; measured against mpmath by the tests, which run
+both paths).  Exact GELU on float32 runs in float32 registers (eight lanes
+to float64's four); the other loops work in float64 and round once on the
+store.
+
+Two details make the loops fast and keep them exact:
+
+* ``_exp`` and ``_exp32`` are polynomial exponentials with the power of two
+  assembled from bits, so LLVM vectorises the whole loop (a call into libm
+  would not be);
+* exact products use a fused multiply-add (``_fma``, the ``llvm.fma``
+  intrinsic), which stays exact under the ``contract`` flag that lets LLVM
+  fuse the polynomial steps.
+
+This module imports numba at import time; ``layers.activations`` imports it
+only when a GELU is first evaluated, and only if numba is installed (see
+``activations.compiled_kernels``).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from layers.activations import (_ERFC32_G, _ERFC_H, _GT64_C1, _GT64_C2, _GT64_K1, _GT64_K2,
+                                _GT_A, _GT_K, _GRID7, _SQRT2)
+
+# nogil: the activation thread pool runs chunks concurrently; cache: compile
+# once per machine (about a second per kernel), not once per process.
+_jit = numba.njit(nogil=True, cache=True, error_model="numpy", boundscheck=False,
+                  fastmath={"contract"})
+_inline = numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+
+
+def _float_ir(t) -> tuple:
+    """(LLVM float type, LLVM int type of the same width, suffix) for float32/float64."""
+    if t == types.float32:
+        return ir.FloatType(), ir.IntType(32), "f32"
+    return ir.DoubleType(), ir.IntType(64), "f64"
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c with one rounding (exact products: fma(a, b, -a*b))."""
+    if not (a == b == c and a in (types.float32, types.float64)):
+        return None
+    sig = a(a, a, a)
+
+    def codegen(context, builder, signature, args):
+        ft, _, suffix = _float_ir(a)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ft, [ft] * 3),
+                                            "llvm.fma." + suffix)
+        return builder.call(fn, args)
+    return sig, codegen
+
+
+@intrinsic
+def _as_int(typingctx, v):
+    """The bits of a float32/float64 as an int32/int64."""
+    if v not in (types.float32, types.float64):
+        return None
+    sig = (types.int32 if v == types.float32 else types.int64)(v)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], _float_ir(v)[1])
+    return sig, codegen
+
+
+@intrinsic
+def _as_float(typingctx, v):
+    """The float32/float64 with the given int32/int64 bits."""
+    if v not in (types.int32, types.int64):
+        return None
+    sig = (types.float32 if v == types.int32 else types.float64)(v)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], _float_ir(sig.return_type)[0])
+    return sig, codegen
+
+
+_INVLN2 = 1.4426950408889634
+_LN2_HI = 0.6931471803691238        # 32 significant bits: k * _LN2_HI is exact
+_LN2_LO = 1.9082149292705877e-10
+_SHIFTER = 6755399441055744.0       # 1.5 * 2**52: adding it rounds to an integer
+_SHIFTER_BITS = 0x4338000000000000
+
+
+@_inline
+def _exp(x):
+    """exp(x) for float64 x, within about 1 ulp; 0 below -745.2, NaN for NaN.
+
+    Callers keep x below 709.7.  exp(x) = 2**k * exp(r) with
+    r = x - k ln2 (Cody-Waite, |r| <= ln2/2) and a degree-13 Taylor
+    polynomial (truncation below 1e-17); 2**k is applied as two powers of
+    two built from bits, so results down to the subnormals need no branch.
+    """
+    x = -746.0 if x < -746.0 else x      # NaN passes through
+    kf = x * _INVLN2 + _SHIFTER
+    k = _as_int(kf) - _SHIFTER_BITS      # round(x / ln2), as an integer
+    kf -= _SHIFTER
+    r = x - kf * _LN2_HI
+    r -= kf * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    k1 = k >> 1
+    return p * _as_float((k1 + 1023) << 52) * _as_float((k - k1 + 1023) << 52)
+
+
+_F32 = np.float32
+_INVLN2_32 = _F32(_INVLN2)
+_LN2_HI32 = _F32(0.693359375)       # 9 significant bits: k * _LN2_HI32 is exact
+_LN2_LO32 = _F32(-2.12194440e-4)
+_SHIFTER32 = _F32(12582912.0)       # 1.5 * 2**23
+_SHIFTER32_BITS = np.int32(0x4B400000)
+_EXP32_TAYLOR = tuple(_F32(1.0 / f) for f in (1, 1, 2, 6, 24, 120, 720, 5040))
+
+
+@_inline
+def _exp32(y):
+    """exp(y) for float32 -170 <= y <= 88, within about 1.5 ulp, in float32
+    arithmetic.
+
+    The same scheme as ``_exp`` with a degree-7 polynomial (truncation
+    5.6e-9); two power-of-two factors keep subnormal results to one rounding.
+    """
+    kf = y * _INVLN2_32 + _SHIFTER32
+    k = _as_int(kf) - _SHIFTER32_BITS
+    kf -= _SHIFTER32
+    r = y - kf * _LN2_HI32
+    r -= kf * _LN2_LO32
+    p = _horner_step(_F32(0.0), _EXP32_TAYLOR, r)
+    k1 = k >> 1
+    # numba widens int32 arithmetic to int64: narrow back before the bitcast
+    return (p * _as_float(np.int32((k1 + 127) << 23))
+            * _as_float(np.int32((k - k1 + 127) << 23)))
+
+
+@_inline
+def _horner_step(p, coef, t):
+    """p * t**len(coef) + sum(coef[i] * t**i), by Horner's rule."""
+    for i in range(len(coef) - 1, -1, -1):
+        p = p * t + coef[i]
+    return p
+
+
+def _in_parts(coef: tuple, size: int = 8) -> tuple:
+    """``coef`` cut into pieces of at most ``size``, highest powers first.
+
+    LLVM fully unrolls a Horner loop over a short constant tuple, but leaves a
+    23-term one as an inner loop, which stops the vectorisation of the loop
+    around it; chained short loops unroll.
+    """
+    cuts = range(len(coef), 0, -size)
+    return tuple(coef[max(0, c - size):c] for c in cuts)
+
+
+_ERFC_H_PARTS = _in_parts(_ERFC_H)
+
+
+@_inline
+def _erfc_h(t):
+    """The degree-22 polynomial ``_ERFC_H`` at t."""
+    p = _horner_step(0.0, _ERFC_H_PARTS[0], t)
+    p = _horner_step(p, _ERFC_H_PARTS[1], t)
+    return _horner_step(p, _ERFC_H_PARTS[2], t)
+
+
+@_inline
+def _max0(v):
+    # NaN propagates through the caller's other term
+    return v if v > 0.0 else 0.0
+
+
+@_inline
+def _max0_32(v):
+    return v if v > _F32(0.0) else _F32(0.0)
+
+
+@_inline
+def _clamp_abs(v, limit):
+    # written so that NaN passes through (NaN > limit is false)
+    a = abs(v)
+    return limit if a > limit else a
+
+
+@_jit
+def gelu_erf_f64(x, out):
+    """Exact GELU, float64: ``_gelu_erf64_into`` with -x^2/2 carried by an FMA."""
+    for i in range(x.size):
+        v = x[i]
+        a = _clamp_abs(v, 39.5)
+        a2 = a * a
+        a2_lo = _fma(a, a, -a2)              # a^2 = a2 + a2_lo exactly
+        wh = -0.5 * a2
+        wl = -0.5 * a2_lo
+        h = wh + wl
+        lo = (wh - h) + wl                   # -x^2/2 = h + lo, |lo| <= ulp(h)/2
+        t = (a - 3.0 * _SQRT2) / (a + 3.0 * _SQRT2)
+        q = _erfc_h(t) / (a * (2.0 * _SQRT2) + 2.0)   # erfc(z) exp(z^2) / 2
+        out[i] = _max0(v) - q * a * (1.0 + lo) * _exp(h)
+
+
+_ERFC32_G32 = tuple(_F32(c) for c in _ERFC32_G)
+
+
+@_jit
+def gelu_erf_f32(x, out):
+    """Exact GELU, float32: ``_gelu_erf32_into`` in float32 registers.
+
+    x^2 = h + l exactly (an FMA gives l), and exp(-x^2/2) = exp(-h/2) (1 - l/2)
+    to far below float32's rounding, so the left tail keeps its relative
+    accuracy without float64 (measured: 2.4 eps; the NumPy kernel's 2.8).
+    """
+    for i in range(x.size):
+        v = x[i]
+        a = _clamp_abs(v, _F32(15.0))
+        h = a * a
+        l = _fma(a, a, -h)
+        e = _exp32(_F32(-0.5) * h) * (_F32(1.0) - _F32(0.5) * l)
+        t = (a - _F32(2.0 * _SQRT2)) / (a + _F32(2.0 * _SQRT2))
+        q = _horner_step(_F32(0.0), _ERFC32_G32, t) / (a * _F32(_SQRT2) + _F32(1.0))
+        out[i] = _max0_32(v) - q * a * e
+
+
+@_jit
+def gelu_tanh_f32(x, out):
+    """GELU approximate='tanh', float32 input: ``_gelu_tanh32_into`` in registers."""
+    for i in range(x.size):
+        a = np.float64(x[i])
+        a = -28.0 if a < -28.0 else a        # below, the result is -0 (and -inf gives -0)
+        w = a * (a * a * (-_GT_K * _GT_A) - _GT_K)          # -2u
+        out[i] = a / (1.0 + _exp(w if w < 709.0 else 709.0))
+
+
+@_jit
+def gelu_tanh_f64(x, out):
+    """GELU approximate='tanh', float64: ``_gelu_tanh64_into``'s exact -2u.
+
+    With w = -2u = wh + wl: x / (1 + E) for w <= 0 and x E / (1 + E) for
+    w > 0, where E = exp(-|w|) = h^2 and h = exp(-|w|/2) stays normal, so
+    x E is formed as (x h) h without a premature underflow.
+    """
+    for i in range(x.size):
+        v = x[i]
+        xc = -28.0 if v < -28.0 else v       # clamp; NaN passes through
+        xc = 28.0 if xc > 28.0 else xc
+        s = (xc + _GRID7) - _GRID7           # x rounded to a multiple of 2**-7
+        d = xc - s
+        s2 = s * s
+        lo = ((xc + s) * xc + s2) * (_GT64_C1 + _GT64_C2) + (_GT64_K1 + _GT64_K2)
+        lo = lo * d + (s2 * _GT64_C2 + _GT64_K2) * s
+        hi = (s2 * _GT64_C1 + _GT64_K1) * s  # exact
+        wh = hi + lo
+        wl = (hi - wh) + lo
+        neg = wh > 0.0
+        wa = -wh if neg else wh              # -|w| = wa + la
+        la = -wl if neg else wl
+        hh = _exp(0.5 * wa) * (1.0 + 0.5 * la)
+        num = (xc * hh) * hh if neg else v   # xc: below -28 the result is -0
+        out[i] = num / (1.0 + hh * hh)
