@@ -24,6 +24,8 @@ Conventions shared by all built-in functions:
 * Where NumPy's tanh/expm1/log1p loop is vectorised on the running CPU
   (decided once at import, see ``_native_simd_loops``) kernels call it;
   otherwise they use composite formulas of equal accuracy.
+* With numba installed, GELU and the ELU family (ELU, SELU, CELU) run as
+  compiled loops (``layers.compiled``, see :func:`compiled_kernels`).
 
 Names are matched after lowercasing and removing everything except letters
 and digits, so ``leaky_ReLU``, ``LeakyReLU`` and ``leaky-relu`` are the same
@@ -452,6 +454,11 @@ def _native_simd_loops() -> dict[tuple[str, str], bool]:
 
 _NATIVE_SIMD = _native_simd_loops()
 
+def _native(ufunc: str, dtype: np.dtype) -> bool:
+    """True if NumPy's ``ufunc`` loop for ``dtype`` is vectorised (see above)."""
+    return _NATIVE_SIMD.get((ufunc, dtype.char), False)
+
+
 # Compiled kernels: layers.compiled, loaded on first use (it imports numba,
 # about 0.4 s); Ellipsis until then, None when unavailable or switched off.
 _COMPILED: Any = ...
@@ -478,9 +485,22 @@ def compiled_kernels():
     return _COMPILED
 
 
-def _native(ufunc: str, dtype: np.dtype) -> bool:
-    """True if NumPy's ``ufunc`` loop for ``dtype`` is vectorised (see above)."""
-    return _NATIVE_SIMD.get((ufunc, dtype.char), False)
+def _run_compiled(kernel: Callable, x: np.ndarray, out: np.ndarray, *params: float) -> None:
+    """Run a compiled elementwise loop (``layers.compiled``) from ``x`` into
+    ``out``, with scalar ``params`` after the two arrays.
+
+    The loops take flat, separate memory: LLVM vectorises a loop only after a
+    runtime check finds its input and output disjoint, and runs it scalar,
+    about 4x slower, when they overlap.  So an in-place call, or a strided
+    view, goes through a per-thread scratch buffer and one copy.
+    """
+    if x.flags.c_contiguous and out.flags.c_contiguous and not np.may_share_memory(x, out):
+        kernel(x.reshape(-1), out.reshape(-1), *params)
+        return
+    src = np.ascontiguousarray(x)
+    res = _scratch(src, 0)
+    kernel(src.reshape(-1), res.reshape(-1), *params)
+    np.copyto(out, res)
 
 
 # --------------------------------------------------------------------------
@@ -1512,6 +1532,13 @@ def _expm1_nonpos_into(t: np.ndarray) -> None:
 
 
 def _elu_into(x, out, alpha, divisor=1.0, scale=None):
+    """out = scale * max(x, 0) + alpha * expm1(min(x, 0) / divisor)."""
+    jit = compiled_kernels()
+    if jit is not None:
+        # the parameters in x's dtype, as the NumPy kernel below uses them
+        params = [float(x.dtype.type(v)) for v in (alpha, divisor, 1.0 if scale is None else scale)]
+        _run_compiled(jit.elu, x, out, *params)
+        return
     t = _scratch(x, 0)
     _min0_into(x, t)
     if divisor != 1.0:
@@ -1526,7 +1553,10 @@ def _elu_into(x, out, alpha, divisor=1.0, scale=None):
 
 @_builtin(_ELEMENTWISE, formula="x if x > 0 else alpha * (exp(x) - 1)")
 def ELU(x, out, alpha=1.0):
-    """Exponential linear unit: ELU(x) = x if x > 0 else alpha * (exp(x) - 1) (expm1)."""
+    """Exponential linear unit: ELU(x) = x if x > 0 else alpha * (exp(x) - 1) (expm1).
+
+    Compiled with numba when installed (``layers.compiled.elu``), as SELU and CELU.
+    """
     _elu_into(x, out, alpha)
 
 
@@ -1864,23 +1894,6 @@ def _gelu_tanh32_into(x: np.ndarray, out: np.ndarray) -> None:
     w += 1.0
     np.divide(a, w, out=a)
     np.copyto(out, a, casting="same_kind")
-
-
-def _run_compiled(kernel: Callable, x: np.ndarray, out: np.ndarray) -> None:
-    """Run a compiled elementwise loop (``layers.compiled``) from ``x`` into ``out``.
-
-    The loops take flat, separate memory: LLVM vectorises a loop only after a
-    runtime check finds its input and output disjoint, and runs it scalar,
-    about 4x slower, when they overlap.  So an in-place call, or a strided
-    view, goes through a per-thread scratch buffer and one copy.
-    """
-    if x.flags.c_contiguous and out.flags.c_contiguous and not np.may_share_memory(x, out):
-        kernel(x.reshape(-1), out.reshape(-1))
-        return
-    src = np.ascontiguousarray(x)
-    res = _scratch(src, 0)
-    kernel(src.reshape(-1), res.reshape(-1))
-    np.copyto(out, res)
 
 
 @_builtin(_ELEMENTWISE, aliases=("gelu",),

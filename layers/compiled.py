@@ -1,7 +1,9 @@
-"""Compiled GELU kernels (numba), used when the ``fast`` extra is installed.
+"""Compiled kernels (numba) for GELU and the ELU family, used when the
+``fast`` extra is installed.
 
-NumPy has no erf, so its exact GELU takes some 30 passes over the data; a
-compiled loop makes one, with every step in registers.  The loops below
+NumPy has no erf, so its exact GELU takes some 30 passes over the data, and
+expm1 is a scalar loop on CPUs without AVX-512; a compiled loop makes one
+pass, with every step in registers.  The loops below
 follow the NumPy kernels in ``layers.activations`` step for step and take
 their constants from there, so both paths compute the same function to the
 same accuracy (a few ulps; measured against mpmath by the tests, which run
@@ -19,11 +21,13 @@ Two details make the loops fast and keep them exact:
   fuse the polynomial steps.
 
 This module imports numba at import time; ``layers.activations`` imports it
-only when a GELU is first evaluated, and only if numba is installed (see
+only when one of these activations is first evaluated, and only if numba is installed (see
 ``activations.compiled_kernels``).
 """
 
 from __future__ import annotations
+
+import math
 
 import numba
 import numpy as np
@@ -280,3 +284,35 @@ def gelu_tanh_f64(x, out):
         hh = _exp(0.5 * wa) * (1.0 + 0.5 * la)
         num = (xc * hh) * hh if neg else v   # xc: below -28 the result is -0
         out[i] = num / (1.0 + hh * hh)
+
+
+# expm1(t) = sum of t^n / n! for n = 1..17 on [-ln 2, 0] (truncation below
+# 6e-18 relative), by Horner's rule from the highest power
+_EXPM1_TAYLOR = (0.0,) + tuple(1.0 / math.factorial(n) for n in range(1, 18))
+_EXPM1_PARTS = _in_parts(_EXPM1_TAYLOR)
+_LN2 = 0.6931471805599453
+
+
+@_inline
+def _expm1_nonpos(t):
+    """expm1(t) for float64 t <= 0 (or NaN), within about 2 ulp.
+
+    The Taylor polynomial on [-ln 2, 0], where exp(t) - 1 would cancel, and
+    exp(t) - 1 below, where exp(t) <= 1/2 and the subtraction costs at most
+    one rounding.
+    """
+    p = _horner_step(0.0, _EXPM1_PARTS[0], t)
+    p = _horner_step(p, _EXPM1_PARTS[1], t)
+    p = _horner_step(p, _EXPM1_PARTS[2], t)
+    return p if t >= -_LN2 else _exp(t) - 1.0
+
+
+@_jit
+def elu(x, out, alpha, divisor, scale):
+    """scale * max(x, 0) + alpha * expm1(min(x, 0) / divisor), in float64
+    registers: ELU (divisor = scale = 1), SELU and CELU (divisor = alpha),
+    as ``activations._elu_into``."""
+    for i in range(x.size):
+        v = np.float64(x[i])
+        t = 0.0 if v > 0.0 else v            # min(v, 0); NaN passes through
+        out[i] = scale * _max0(v) + alpha * _expm1_nonpos(t / divisor)

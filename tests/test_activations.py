@@ -180,8 +180,10 @@ DISPATCHED = {"tanh", "tanh_shrink", "tanhExp", "softplus", "log_sigmoid", "ELU"
 
 @pytest.fixture
 def fallback(monkeypatch):
-    """Pretend NumPy has no SIMD loop for tanh/expm1/log1p: composite kernels run."""
+    """Pretend NumPy has no SIMD loop for tanh/expm1/log1p and numba is absent:
+    the composite NumPy kernels run."""
     monkeypatch.setattr(A, "_NATIVE_SIMD", dict.fromkeys(A._NATIVE_SIMD, False))
+    monkeypatch.setattr(A, "_COMPILED", None)
 
 
 @pytest.fixture(params=["native", "fallback"])
@@ -649,10 +651,15 @@ def test_float64_tanh_monotone_and_accurate_across_branch_switch(name, either_pa
     _tolerance_check(name, sample, got, [ref(mp.mpf(float(v))) for v in sample], np.float64)
 
 
-# GELU has compiled kernels (layers.compiled, numba) beside its NumPy ones;
-# tests that take `gelu_path` run once on each path available here.
+# GELU and the ELU family have compiled kernels (layers.compiled, numba)
+# beside their NumPy ones; tests that take `kernel_path` run once on each
+# path available here.
+COMPILED = [("GELU", {}), ("GELU", {"approximate": "tanh"}), ("ELU", {}), ("ELU", {"alpha": 0.3}),
+            ("SELU", {}), ("CELU", {}), ("CELU", {"alpha": 2.5})]
+
+
 @pytest.fixture(params=["numpy", "compiled"])
-def gelu_path(request, monkeypatch):
+def kernel_path(request, monkeypatch):
     if request.param == "numpy":
         monkeypatch.setattr(A, "_COMPILED", None)
     else:
@@ -664,14 +671,14 @@ def gelu_path(request, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("approximate", ["none", "tanh"])
-def test_gelu_against_mpmath_on_each_path(approximate, dtype, gelu_path):
-    _check_against_mpmath("GELU", {"approximate": approximate}, dtype)
+@pytest.mark.parametrize("name,params", COMPILED, ids=[f"{n}{p}" for n, p in COMPILED])
+def test_compiled_activations_against_mpmath_on_each_path(name, params, dtype, kernel_path):
+    _check_against_mpmath(name, params, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
-def test_gelu_infinities_and_nan(approximate, dtype, gelu_path):
+def test_gelu_infinities_and_nan(approximate, dtype, kernel_path):
     # the limits: GELU(+inf) = +inf, GELU(-inf) = 0 (x Phi(x) -> 0), even
     # where the formula meets inf * 0 or inf / inf; NaN among them changes nothing
     x = np.array([np.inf, -np.inf, np.nan, -25.0, -20.5, 3.0], dtype=dtype)
@@ -682,23 +689,26 @@ def test_gelu_infinities_and_nan(approximate, dtype, gelu_path):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("approximate", ["none", "tanh"])
-def test_gelu_compiled_and_numpy_paths_agree(approximate, dtype, monkeypatch):
+@pytest.mark.parametrize("name,params", COMPILED, ids=[f"{n}{p}" for n, p in COMPILED])
+def test_compiled_and_numpy_paths_agree(name, params, dtype, monkeypatch):
     pytest.importorskip("numba")
     x = np.concatenate([np.linspace(-40, 30, 700001), -np.geomspace(1e-300, 40, 20001),
-                        np.geomspace(1e-300, 40, 20001)]).astype(dtype)
-    act = get_act("GELU", approximate=approximate)
+                        np.geomspace(1e-300, 40, 20001), [np.inf, -np.inf]]).astype(dtype)
+    act = get_act(name, **params)
     monkeypatch.setattr(A, "_COMPILED", None)
     slow = act(x).astype(np.float64)
     monkeypatch.setattr(A, "_COMPILED", ...)
     monkeypatch.delenv(A.COMPILED_ENV, raising=False)
     fast = act(x).astype(np.float64)
     fi = np.finfo(dtype)
+    big = ~np.isfinite(slow)
+    np.testing.assert_array_equal(fast[big], slow[big])
     # each path is within a few ulps of the true value (the mpmath tests)
+    fast, slow = fast[~big], slow[~big]
     assert (np.abs(fast - slow) <= 8 * fi.eps * np.abs(slow) + 2 * fi.smallest_subnormal).all()
     # a strided view gives the same bytes as contiguous memory
     wide = np.stack([x, x], axis=1)
-    np.testing.assert_array_equal(act(wide[:, 0]).astype(np.float64), fast)
+    np.testing.assert_array_equal(act(wide[:, 0]), act(x))
 
 
 def test_compiled_kernels_switch(monkeypatch):
@@ -710,7 +720,7 @@ def test_compiled_kernels_switch(monkeypatch):
     assert A.compiled_kernels() is None
 
 
-def test_float32_exact_gelu_dense_against_float64(gelu_path):
+def test_float32_exact_gelu_dense_against_float64(kernel_path):
     # the float32 path has its own erfc approximation; check it densely
     x = np.concatenate([np.linspace(-16, 16, 400001), -np.geomspace(1e-30, 16, 20001),
                         np.geomspace(1e-30, 16, 20001)]).astype(np.float32)
@@ -720,7 +730,7 @@ def test_float32_exact_gelu_dense_against_float64(gelu_path):
     assert (np.abs(got - ref) <= 8 * fi.eps * np.abs(ref) + 2 * fi.smallest_subnormal).all()
 
 
-def test_float32_gelu_tanh_dense_against_float64(gelu_path):
+def test_float32_gelu_tanh_dense_against_float64(kernel_path):
     # float32 approximate='tanh' has its own path (float64 exponent, one float32 exp)
     x = np.concatenate([np.linspace(-16, 16, 400001), -np.geomspace(1e-30, 16, 20001),
                         np.geomspace(1e-30, 16, 20001), [-3e38, 3e38]]).astype(np.float32)
@@ -746,7 +756,7 @@ def test_tanh_shrink_accurate_across_branch_switch(dtype, either_path):
 
 @pytest.mark.parametrize("name,params", [("ELU", {}), ("SELU", {}), ("CELU", {"alpha": 0.3}),
                                          ("CELU", {"alpha": 2.0})])
-def test_float32_elu_family_dense_against_float64(name, params, either_path):
+def test_float32_elu_family_dense_against_float64(name, params, either_path, kernel_path):
     # the fallback float32 expm1 blends exp(t) - 1 with a polynomial at t = -ln 2
     x = np.concatenate([np.linspace(-20, 1, 400001), np.linspace(-0.7, -0.68, 40001),
                         -np.geomspace(1e-45, 1, 40001)]).astype(np.float32)
@@ -758,7 +768,7 @@ def test_float32_elu_family_dense_against_float64(name, params, either_path):
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
-def test_float64_gelu_branch_switch_and_left_tail(approximate, gelu_path):
+def test_float64_gelu_branch_switch_and_left_tail(approximate, kernel_path):
     # exact GELU switches from erf to erfc at |x| = sqrt(2); both forms carry
     # the Gaussian's exponent exactly down to underflow
     x = np.concatenate([np.linspace(1.40, 1.43, 31), np.linspace(-1.43, -1.40, 31),
@@ -823,6 +833,7 @@ def test_native_simd_table_reads_current_target(monkeypatch):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("name", sorted(DISPATCHED))
 def test_dispatched_kernels_consult_the_table(name, dtype, monkeypatch):
+    monkeypatch.setattr(A, "_COMPILED", None)   # the NumPy kernels' dispatch
     x = np.linspace(-30, 30, 2001).astype(dtype)
     native = get_act(name)(x)
     asked = []
