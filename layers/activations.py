@@ -24,8 +24,9 @@ Conventions shared by all built-in functions:
 * Where NumPy's tanh/expm1/log1p loop is vectorised on the running CPU
   (decided once at import, see ``_native_simd_loops``) kernels call it;
   otherwise they use composite formulas of equal accuracy.
-* With numba installed, GELU and the ELU family (ELU, SELU, CELU) run as
-  compiled loops (``layers.compiled``, see :func:`compiled_kernels`).
+* With numba installed, GELU, the ELU family (ELU, SELU, CELU), sigmoid,
+  Swish/SiLU, softplus, log_sigmoid and float64 tanh run as compiled loops
+  (``layers.compiled``, see :func:`compiled_kernels`).
 
 Names are matched after lowercasing and removing everything except letters
 and digits, so ``leaky_ReLU``, ``LeakyReLU`` and ``leaky-relu`` are the same
@@ -779,10 +780,15 @@ def _exp_neg_abs_into(x: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 def _x_exp_tail(x: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """x * exp(scale*x) without a subnormal intermediate (scale a power of two)."""
+    """x * exp(scale*x) without a subnormal intermediate (scale a power of two).
+
+    Only called where scale*x < 0: at x = +-inf the limit is 0, not inf * 0.
+    """
     t = np.multiply(x, 0.5 * scale)
     np.exp(t, out=t)
-    r = x * t
+    big = float(np.finfo(x.dtype).max)
+    r = np.clip(x, -big, big)
+    r *= t
     r *= t
     return r
 
@@ -930,6 +936,10 @@ def sigmoid(x, out):
     would overflow: relative accuracy in both tails, including subnormal
     results.
     """
+    jit = compiled_kernels()
+    if jit is not None:
+        _run_compiled(jit.sigmoid, x, out)
+        return
     _sigmoid_into(x, out)
 
 
@@ -958,6 +968,10 @@ def _softplus_parts(x: np.ndarray) -> np.ndarray:
 @_builtin(_ELEMENTWISE, aliases=("logsigmoid",), formula="log(1 / (1 + exp(-x)))")
 def log_sigmoid(x, out):
     """Log-sigmoid: log_sigmoid(x) = -softplus(-x) = min(x, 0) - log1p(exp(-|x|))."""
+    jit = compiled_kernels()
+    if jit is not None:
+        _run_compiled(jit.softplus, x, out, -1.0)
+        return
     t = _softplus_parts(x)
     _min0_into(x, out)
     out -= t
@@ -1019,7 +1033,15 @@ def _tanh_into(x: np.ndarray, out: np.ndarray) -> None:
 
 @_builtin(_ELEMENTWISE, output_range=(-1.0, 1.0), formula="tanh(x)")
 def tanh(x, out):
-    """Hyperbolic tangent: tanh(x) = (exp(x) - exp(-x)) / (exp(x) + exp(-x))."""
+    """Hyperbolic tangent: tanh(x) = (exp(x) - exp(-x)) / (exp(x) + exp(-x)).
+
+    float64 runs compiled when numba is installed (NumPy's float64 loop is
+    slower than PyTorch's on CPUs without AVX-512; its float32 loop is not).
+    """
+    jit = compiled_kernels()
+    if jit is not None and x.dtype == _F64:
+        _run_compiled(jit.tanh, x, out)
+        return
     _tanh_into(x, out)
 
 
@@ -1308,6 +1330,10 @@ def log_softmax(x, out):
 @_builtin(_ELEMENTWISE, formula="log(1 + exp(x))")
 def softplus(x, out):
     """Softplus: softplus(x) = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))."""
+    jit = compiled_kernels()
+    if jit is not None:
+        _run_compiled(jit.softplus, x, out, 1.0)
+        return
     t = _softplus_parts(x)
     _max0_into(x, out)
     out += t
@@ -1607,6 +1633,10 @@ def _x_sigmoid_into(x: np.ndarray, out: np.ndarray, beta: float) -> None:
 
 def _swish_into(x: np.ndarray, out: np.ndarray, beta: float) -> None:
     """out = x * sigmoid(beta * x), accurate also when beta*x is not exact."""
+    jit = compiled_kernels()
+    if jit is not None:
+        _run_compiled(jit.swish, x, out, float(x.dtype.type(beta)))
+        return
     if beta == 0.0:
         np.multiply(x, 0.5, out=out)
         return
@@ -1639,7 +1669,8 @@ def _swish_into(x: np.ndarray, out: np.ndarray, beta: float) -> None:
         pt = p[tail]
         t = np.multiply(pt, 0.5)
         np.exp(t, out=t)
-        r = xt * t
+        r = np.clip(xt, -np.finfo(x.dtype).max, np.finfo(x.dtype).max)   # inf * 0 -> 0
+        r *= t
         r *= t
         r *= 1.0 + delta[tail]
         out[tail] = r

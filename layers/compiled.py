@@ -316,3 +316,96 @@ def elu(x, out, alpha, divisor, scale):
         v = np.float64(x[i])
         t = 0.0 if v > 0.0 else v            # min(v, 0); NaN passes through
         out[i] = scale * _max0(v) + alpha * _expm1_nonpos(t / divisor)
+
+
+# log(m) = 2 atanh(f), f = (m - 1)/(m + 1), for m in [sqrt(1/2), sqrt(2)]:
+# 2f * sum of f^(2j) / (2j + 1) for j = 0..10 (|f| <= 0.172, truncation below
+# 1e-17 relative)
+_ATANH_SERIES = tuple(1.0 / (2 * j + 1) for j in range(11))
+_ATANH_PARTS = _in_parts(_ATANH_SERIES, 6)
+_LN2_HI_LOG = 0.6931471803691238     # as _LN2_HI; k * it is exact for |k| < 2**20
+_LN2_LO_LOG = 1.9082149292705877e-10
+_MANTISSA = 0x000FFFFFFFFFFFFF
+_ONE_BITS = 0x3FF0000000000000
+
+
+@_inline
+def _log(s):
+    """log(s) for a positive, normal, finite float64 s, within about 2 ulp.
+
+    s = 2**k m with m in [sqrt(1/2), sqrt(2)) read from the bits, and the
+    atanh series for log(m).
+    """
+    bits = _as_int(s)
+    k = (bits >> 52) - 1023
+    m = _as_float((bits & _MANTISSA) | _ONE_BITS)          # [1, 2)
+    big = m > _SQRT2
+    m = 0.5 * m if big else m
+    kf = np.float64(k + 1 if big else k)
+    f = (m - 1.0) / (m + 1.0)
+    f2 = f * f
+    p = _horner_step(0.0, _ATANH_PARTS[0], f2)
+    p = _horner_step(p, _ATANH_PARTS[1], f2)
+    return kf * _LN2_HI_LOG + (2.0 * f * p + kf * _LN2_LO_LOG)
+
+
+@_inline
+def _log1p_unit(y):
+    """log1p(y) for float64 0 <= y <= 1: log(u) plus the rounding error of
+    u = 1 + y, carried as (y - (u - 1)) / u."""
+    u = 1.0 + y
+    return _log(u) + (y - (u - 1.0)) / u
+
+
+@_jit
+def sigmoid(x, out):
+    """1 / (1 + exp(-x)) as (1 or e) / (1 + e), e = exp(-|x|): no overflow,
+    and relative accuracy in both tails (``activations._sigmoid_into``)."""
+    for i in range(x.size):
+        v = np.float64(x[i])
+        e = _exp(-abs(v))
+        out[i] = (e if v < 0.0 else 1.0) / (1.0 + e)
+
+
+@_jit
+def softplus(x, out, sign):
+    """sign = 1: softplus, max(x, 0) + log1p(exp(-|x|)); sign = -1:
+    log_sigmoid, min(x, 0) - log1p(exp(-|x|))."""
+    for i in range(x.size):
+        v = np.float64(x[i])
+        edge = (v if v > 0.0 else 0.0) if sign > 0.0 else (0.0 if v > 0.0 else v)
+        out[i] = edge + sign * _log1p_unit(_exp(-abs(v)))
+
+
+_BIG = float(np.finfo(np.float64).max)
+
+
+@_jit
+def swish(x, out, beta):
+    """x * sigmoid(beta x) (``activations._swish_into``), beta != 0.
+
+    p = beta x is carried with its rounding error d (an FMA), and with
+    h = exp(-|p + d| / 2) = exp(-|p|/2) (1 -+ d/2) the result is
+    x / (1 + h^2) for p >= 0 and (x h) h / (1 + h^2) for p < 0, where x h h
+    would lose digits to a subnormal h^2.
+    """
+    for i in range(x.size):
+        v = np.float64(x[i])
+        p = beta * v
+        d = _fma(beta, v, -p)
+        d = d if abs(d) < abs(p) else 0.0    # not finite where p overflows
+        neg = p < 0.0
+        h = _exp(-0.5 * abs(p)) * (1.0 + 0.5 * (d if neg else -d))
+        vc = -_BIG if v < -_BIG else (_BIG if v > _BIG else v)   # (+-inf * 0) * 0 -> 0
+        num = (vc * h) * h if neg else v
+        out[i] = num / (1.0 + h * h)
+
+
+@_jit
+def tanh(x, out):
+    """tanh(x) = -t / (2 + t) with t = expm1(-2|x|), the sign of x restored
+    (for float64, where NumPy's loop is slower than this on AVX2)."""
+    for i in range(x.size):
+        v = x[i]
+        t = _expm1_nonpos(-2.0 * abs(v))
+        out[i] = math.copysign(-t / (2.0 + t), v)

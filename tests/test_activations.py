@@ -655,7 +655,9 @@ def test_float64_tanh_monotone_and_accurate_across_branch_switch(name, either_pa
 # beside their NumPy ones; tests that take `kernel_path` run once on each
 # path available here.
 COMPILED = [("GELU", {}), ("GELU", {"approximate": "tanh"}), ("ELU", {}), ("ELU", {"alpha": 0.3}),
-            ("SELU", {}), ("CELU", {}), ("CELU", {"alpha": 2.5})]
+            ("SELU", {}), ("CELU", {}), ("CELU", {"alpha": 2.5}), ("sigmoid", {}),
+            ("softplus", {}), ("log_sigmoid", {}), ("tanh", {}), ("SiLU", {}),
+            ("Swish", {"beta": 0.3}), ("Swish", {"beta": -1.7}), ("Swish", {"beta": 4.0})]
 
 
 @pytest.fixture(params=["numpy", "compiled"])
