@@ -485,8 +485,9 @@ class Suite:
         t = Table("3a. Streaming a float32 .npy file through the default network (100→100→100→10)",
                   ["rows", "file GB", "wall s (median)", "runner loop s", "loop rows/s",
                    "marginal wall s per 1e6 rows", "peak RSS MiB"])
-        t.notes.append("`python -m runner dataset=file dataset.path=<tmp>.npy dtype=float32 stats.plot=false` "
-                       "(default mlp network, stats on); the file was just written, so it is read from the "
+        t.notes.append("`python -m runner dataset=file dataset.path=<tmp>.npy dtype=float32 stats.plot=false "
+                       "kernels=numpy` (default mlp network, stats on; NumPy kernels at every size, so the "
+                       "rows compare like for like: numba alone adds about 130 MB of RSS); the file was just written, so it is read from the "
                        "page cache; 'runner loop' is the time the runner prints for its batch loop; the "
                        "wall time also holds start-up and the sha256 of the input file.")
         if free < need:
@@ -500,7 +501,7 @@ class Suite:
             walls, loops, rss = [], [], []
             for _ in range(reps):
                 res = self.run_runner("dataset=file", f"dataset.path={path}", "dtype=float32",
-                                      "stats.plot=false", config_dir=False)
+                                      "stats.plot=false", "kernels=numpy", config_dir=False)
                 walls.append(res.wall)
                 loops.append(self.loop_time(res.stdout))
                 rss.append(res.maxrss_mb)
@@ -532,7 +533,8 @@ class Suite:
         path = self.npy_file(rows, 100, "float32", "stream")
         t = Table(f"3b. batch_size sweep: runner loop rows/s, default network, {rows:,}-row float32 file",
                   ["batch_size"] + [f"{d} rows/s" for d in dtypes] + [f"{d} vs 8192" for d in dtypes])
-        t.notes.append("`python -m runner dataset=file ... batch_size=B stats.enabled=false stats.plot=false`; "
+        t.notes.append("`python -m runner dataset=file ... batch_size=B stats.enabled=false stats.plot=false "
+                       "kernels=numpy`; "
                        f"the runner's own loop timer (read, forward, write outputs), {reps} interleaved "
                        "repeats, medians. float64 runs cast each float32 batch.")
         loops: dict[tuple[str, int], list[float]] = {}
@@ -541,7 +543,7 @@ class Suite:
                 for bs in sizes:
                     res = self.run_runner("dataset=file", f"dataset.path={path}", f"dtype={dtype}",
                                           f"batch_size={bs}", "stats.enabled=false", "stats.plot=false",
-                                          config_dir=False)
+                                          "kernels=numpy", config_dir=False)
                     loops.setdefault((dtype, bs), []).append(self.loop_time(res.stdout))
         rate = {k: rows / median(v) for k, v in loops.items()}
         for bs in sizes:

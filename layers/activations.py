@@ -25,8 +25,9 @@ Conventions shared by all built-in functions:
   (decided once at import, see ``_native_simd_loops``) kernels call it;
   otherwise they use composite formulas of equal accuracy.
 * With numba installed, GELU, the ELU family (ELU, SELU, CELU), sigmoid,
-  Swish/SiLU, softplus, log_sigmoid and float64 tanh run as compiled loops
-  (``layers.compiled``, see :func:`compiled_kernels`).
+  Swish/SiLU, softplus, log_sigmoid, tanh_shrink, float64 tanh, softmax,
+  softmin and log_softmax run as compiled loops (``layers.compiled``, see
+  :func:`compiled_kernels`).
 
 Names are matched after lowercasing and removing everything except letters
 and digits, so ``leaky_ReLU``, ``LeakyReLU`` and ``leaky-relu`` are the same
@@ -36,6 +37,7 @@ function.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import difflib
 import functools
 import inspect
@@ -463,6 +465,7 @@ def _native(ufunc: str, dtype: np.dtype) -> bool:
 # Compiled kernels: layers.compiled, loaded on first use (it imports numba,
 # about 0.4 s); Ellipsis until then, None when unavailable or switched off.
 _COMPILED: Any = ...
+_COMPILED_LOCK = threading.Lock()
 COMPILED_ENV = "FWDRUNNER_COMPILED"
 
 
@@ -470,20 +473,53 @@ def compiled_kernels():
     """The compiled-kernel module ``layers.compiled``, or None.
 
     None when numba is not installed (``pip install 'fwdrunner[fast]'`` adds
-    it) or when the environment variable ``FWDRUNNER_COMPILED`` is ``0``;
-    the NumPy kernels then compute the same functions, more slowly.
-    Looked up once per process, on the first call.
+    it), when the environment variable ``FWDRUNNER_COMPILED`` is ``0``, or
+    inside ``allow_compiled(False)``; the NumPy kernels then compute the same
+    functions, more slowly.  Looked up on the first call that can use it.
     """
     global _COMPILED
     if _COMPILED is ...:
-        _COMPILED = None
-        if os.environ.get(COMPILED_ENV, "1").strip() != "0":
-            try:
-                from layers import compiled
-                _COMPILED = compiled
-            except ImportError:
-                pass
+        # One thread loads while the others wait: a chunk that saw "not yet" would take the
+        # NumPy kernels and differ from its neighbours in the last bit.
+        with _COMPILED_LOCK:
+            if _COMPILED is ...:
+                _COMPILED = _load_compiled()
     return _COMPILED
+
+
+def _load_compiled():
+    if not compiled_available():
+        return None
+    try:
+        from layers import compiled
+    except ImportError:
+        return None
+    return compiled
+
+
+def compiled_available() -> bool:
+    """Whether compiled kernels can be used here: numba is installed and
+    ``FWDRUNNER_COMPILED`` is not ``0``.  Imports nothing."""
+    import importlib.util
+    return (os.environ.get(COMPILED_ENV, "1").strip() != "0"
+            and importlib.util.find_spec("numba") is not None)
+
+
+@contextlib.contextmanager
+def allow_compiled(enabled: bool):
+    """Within the block, activations use the compiled kernels only if
+    ``enabled`` (and they are available); the previous choice is restored
+    after it.  numba itself is imported on the first call that uses it."""
+    global _COMPILED
+    before = _COMPILED
+    if not enabled:
+        _COMPILED = None
+    elif before is None:
+        _COMPILED = ...                    # look it up again on first use
+    try:
+        yield
+    finally:
+        _COMPILED = before
 
 
 def _run_compiled(kernel: Callable, x: np.ndarray, out: np.ndarray, *params: float) -> None:
@@ -1078,7 +1114,12 @@ def tanh_shrink(x, out):
     positive terms (see ``_TS_A64``).  Both forms are evaluated everywhere (x
     clipped to +-1.5 for the rational) and blended arithmetically:
     small + (|x| >= 1.5) * (big - small) is exactly ``small`` inside.
+    Compiled when numba is installed.
     """
+    jit = compiled_kernels()
+    if jit is not None:
+        _run_compiled(jit.tanh_shrink, x, out)
+        return
     f64 = x.dtype == _F64
     big = _scratch(x, 5)
     _tanh_into(x, big)                   # slots 0-4
@@ -1242,7 +1283,34 @@ def _softmax_exact(x: np.ndarray, out: np.ndarray, neg: bool) -> None:
     np.divide(e, s, out=out)
 
 
+def _run_compiled_rows(kernels: tuple, x: np.ndarray, out: np.ndarray, *params) -> None:
+    """Run a compiled row-wise loop, ``kernels[x is float64]``, on x and out
+    viewed as (rows, cols).
+
+    The loops read a row completely before writing it, so ``out`` may be
+    ``x`` itself; other overlaps, and strided views, go through contiguous
+    copies (as in ``_run_compiled``), so results do not depend on the layout.
+    """
+    if x.size == 0:
+        return
+    cols = x.shape[-1]
+    kernel = kernels[x.dtype == _F64]
+    same = x.ctypes.data == out.ctypes.data
+    if (x.flags.c_contiguous and out.flags.c_contiguous
+            and (same or not np.may_share_memory(x, out))):
+        kernel(x.reshape(-1, cols), out.reshape(-1, cols), *params)
+        return
+    src = np.ascontiguousarray(x)
+    res = _scratch(src, 0)
+    kernel(src.reshape(-1, cols), res.reshape(-1, cols), *params)
+    np.copyto(out, res)
+
+
 def _softmax_into(x: np.ndarray, out: np.ndarray, neg: bool) -> None:
+    jit = compiled_kernels()
+    if jit is not None:
+        _run_compiled_rows((jit.softmax_f32, jit.softmax_f64), x, out, neg)
+        return
     _by_rows(x, out, functools.partial(_softmax_fast, neg=neg),
              functools.partial(_softmax_exact, neg=neg))
 
@@ -1322,8 +1390,13 @@ def log_softmax(x, out):
     exp(x_j - m) over the non-maximal entries, so entries near the maximum
     keep full relative accuracy (log(1 + tiny) is not rounded to 0).  For
     rows of moderate entries (as in ``softmax``) exp(x_j - m) is formed as
-    exp(x_j) * exp(-m).
+    exp(x_j) * exp(-m).  The compiled loop (see ``compiled_kernels``) always
+    shifts, carrying x_j - m exactly as ``softmax`` does.
     """
+    jit = compiled_kernels()
+    if jit is not None:
+        _run_compiled_rows((jit.log_softmax_f32, jit.log_softmax_f64), x, out)
+        return
     _by_rows(x, out, _log_softmax_fast, _log_softmax_exact, with_max=True)
 
 

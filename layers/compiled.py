@@ -37,7 +37,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from layers.activations import (_ERFC32_G, _ERFC_H, _GT64_C1, _GT64_C2, _GT64_K1, _GT64_K2,
-                                _GT_A, _GT_K, _GRID7, _SQRT2)
+                                _GT_A, _GT_K, _GRID7, _SQRT2, _TS_A64, _TS_B64, _TS_LIMIT)
 
 # nogil: the activation thread pool runs chunks concurrently; cache: compile
 # once per machine (about a second per kernel), not once per process.
@@ -401,11 +401,228 @@ def swish(x, out, beta):
         out[i] = num / (1.0 + h * h)
 
 
+@_inline
+def _tanh(v):
+    """tanh(v) = -t / (2 + t) with t = expm1(-2|v|), the sign of v restored."""
+    t = _expm1_nonpos(-2.0 * abs(v))
+    return math.copysign(-t / (2.0 + t), v)
+
+
 @_jit
 def tanh(x, out):
-    """tanh(x) = -t / (2 + t) with t = expm1(-2|x|), the sign of x restored
-    (for float64, where NumPy's loop is slower than this on AVX2)."""
+    """tanh, for float64 (where NumPy's loop is slower than this on AVX2)."""
     for i in range(x.size):
-        v = x[i]
-        t = _expm1_nonpos(-2.0 * abs(v))
-        out[i] = math.copysign(-t / (2.0 + t), v)
+        out[i] = _tanh(x[i])
+
+
+@_jit
+def tanh_shrink(x, out):
+    """x - tanh(x): for |x| < 1.5, where the subtraction cancels, the
+    continued-fraction rational of ``activations.tanh_shrink`` (positive
+    terms only); beyond, the subtraction."""
+    for i in range(x.size):
+        v = np.float64(x[i])
+        xc = -_TS_LIMIT if v < -_TS_LIMIT else (_TS_LIMIT if v > _TS_LIMIT else v)
+        z = xc * xc
+        small = xc * z * _horner_step(0.0, _TS_A64, z) / _horner_step(0.0, _TS_B64, z)
+        out[i] = small if abs(v) < _TS_LIMIT else v - _tanh(v)
+
+
+# --------------------------------------------------------------------------
+# Row-wise kernels: softmax, softmin, log_softmax on (rows, cols) arrays
+# --------------------------------------------------------------------------
+
+@intrinsic
+def _add_reassoc(typingctx, a, b):
+    """a + b marked reassociable: LLVM vectorises a sum reduction (into
+    per-lane partial sums) only when it may reorder the additions."""
+    if not (a == b and a in (types.float32, types.float64)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], args[1], flags=("reassoc", "contract"))
+    return a(a, b), codegen
+
+
+def _minmax_intrinsic(op: str):
+    """max (op "maximum") or min ("minimum") of two floats with NaN propagating
+    (``llvm.maximum``/``llvm.minimum``): LLVM vectorises it as a reduction,
+    unlike a compare-and-select, which it may not reorder around NaN."""
+    def impl(typingctx, a, b):
+        if not (a == b and a in (types.float32, types.float64)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            ft, _, suffix = _float_ir(a)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ft, [ft] * 2), f"llvm.{op}.{suffix}")
+            return builder.call(fn, args)
+        return a(a, b), codegen
+    impl.__name__ = f"_{op}"
+    return intrinsic(impl)
+
+
+_maximum = _minmax_intrinsic("maximum")
+_minimum = _minmax_intrinsic("minimum")
+
+
+@_inline
+def _row_top(xr, neg):
+    """max(x) (neg False) or max(-x) (neg True) of a row, in its dtype (eight
+    float32 lanes); NaN if the row has a NaN."""
+    m = xr[0]
+    if neg:
+        for j in range(1, xr.size):
+            m = _minimum(m, xr[j])
+        return -m
+    for j in range(1, xr.size):
+        m = _maximum(m, xr[j])
+    return m
+
+
+@_inline
+def _row_sum(e):
+    """Sum of a float32/float64 row in float64, in per-lane partial sums."""
+    s = 0.0
+    for j in range(e.size):
+        s = _add_reassoc(s, np.float64(e[j]))
+    return s
+
+
+@_inline
+def _two_diff(v, m, one):
+    """(d, 1 + e) with d = fl(v - m) and e its rounding error (TwoSum), in
+    the type of ``one``; the factor is 0 where d is infinite (v = -inf, or an
+    overflowing difference), which makes e NaN and exp(d) 0."""
+    d = v - m
+    bb = d - v
+    c = one + ((v - (d - bb)) + (-m - bb))
+    return d, (c if c > 0.0 else one - one)
+
+
+@_inline
+def _shifted_exp(v, m):
+    """exp(v - m) = exp(d) (1 + e) for float64 v <= m, m finite."""
+    d, c = _two_diff(v, m, 1.0)
+    return _exp(d) * c
+
+
+_EXP32_MIN = _F32(-170.0)
+
+
+@_inline
+def _shifted_exp32(v, m):
+    """The same for float32, in float32 lanes with ``_exp32`` (within 2 ulps;
+    exp(-170) is 0 in float32).  LLVM vectorises this loop only when it
+    stores float32, so the caller's scratch row is float32."""
+    d, c = _two_diff(v, m, _F32(1.0))
+    return _exp32(d if d > _EXP32_MIN else _EXP32_MIN) * c
+
+
+@_inline
+def _nan_row(orow):
+    for j in range(orow.size):
+        orow[j] = np.nan
+
+
+@_inline
+def _exps64(xr, m, sign, e):
+    for j in range(xr.size):
+        e[j] = _shifted_exp(sign * xr[j], m)
+
+
+@_inline
+def _exps32(xr, m, sign, e):
+    for j in range(xr.size):
+        e[j] = _shifted_exp32(sign * xr[j], m)
+
+
+@_inline
+def _normalise(e, orow):
+    inv = 1.0 / _row_sum(e)
+    for j in range(orow.size):
+        orow[j] = np.float64(e[j]) * inv
+
+
+@_jit
+def softmax_f64(x, out, neg):
+    """exp(s x_i - m) / sum_j exp(s x_j - m) over each row of 2-D x, s = -1 if
+    neg (softmin) else 1, m = max(s x), x - m carried exactly
+    (``activations._softmax_exact``).  A row with a NaN or an infinite
+    maximum becomes NaN, as on the NumPy path.  x may be out."""
+    e = np.empty(x.shape[1])
+    sign = -1.0 if neg else 1.0
+    for r in range(x.shape[0]):
+        m = _row_top(x[r], neg)
+        if not abs(m) <= _BIG:
+            _nan_row(out[r])
+            continue
+        _exps64(x[r], m, sign, e)
+        _normalise(e, out[r])
+
+
+@_jit
+def softmax_f32(x, out, neg):
+    """``softmax_f64`` for float32: exponentials in float32 lanes, sum and
+    quotient in float64."""
+    e = np.empty(x.shape[1], np.float32)
+    sign = _F32(-1.0) if neg else _F32(1.0)
+    for r in range(x.shape[0]):
+        m = _row_top(x[r], neg)
+        if not abs(m) <= _BIG:
+            _nan_row(out[r])
+            continue
+        _exps32(x[r], m, sign, e)
+        _normalise(e, out[r])
+
+
+@_inline
+def _log_normalise(xr, m, e, d, orow):
+    """(x_j - m) - log1p(s), s = sum(e) + ties - 1; e is 0 at the maximal
+    entries.  The last pass reads d = x - m, not x, so x may be out."""
+    m64 = np.float64(m)
+    ties = 0
+    for j in range(xr.size):
+        d[j] = np.float64(xr[j]) - m64   # float32: nearly exact, in float64
+        ties += xr[j] == m
+    s = _row_sum(e) + np.float64(ties - 1)
+    lse = _log1p_unit(s) if s <= 1.0 else _log(1.0 + s)
+    for j in range(xr.size):
+        orow[j] = d[j] - lse
+
+
+@_jit
+def log_softmax_f64(x, out):
+    """(x_i - m) - log1p(s) over each row of 2-D x, m = max(x), s = (ties - 1)
+    plus the sum of exp(x_j - m) over the non-maximal entries
+    (``activations._log_softmax_exact``): entries near the maximum keep full
+    relative accuracy."""
+    e = np.empty(x.shape[1])
+    d = np.empty(x.shape[1])
+    for r in range(x.shape[0]):
+        xr = x[r]
+        m = _row_top(xr, False)
+        if not abs(m) <= _BIG:
+            _nan_row(out[r])
+            continue
+        for j in range(xr.size):
+            t = _shifted_exp(xr[j], m)
+            e[j] = t if xr[j] < m else 0.0
+        _log_normalise(xr, m, e, d, out[r])
+
+
+@_jit
+def log_softmax_f32(x, out):
+    """``log_softmax_f64`` for float32, the exponentials in float32 lanes."""
+    e = np.empty(x.shape[1], np.float32)
+    d = np.empty(x.shape[1])
+    for r in range(x.shape[0]):
+        xr = x[r]
+        m = _row_top(xr, False)
+        if not abs(m) <= _BIG:
+            _nan_row(out[r])
+            continue
+        for j in range(xr.size):
+            t = _shifted_exp32(xr[j], m)
+            e[j] = t if xr[j] < m else _F32(0.0)
+        _log_normalise(xr, m, e, d, out[r])

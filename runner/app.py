@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from layers import LayerManager
+from layers.activations import allow_compiled
 from runner.artifacts import NpyWriter, atomic, file_hashes, write_json, write_npz
 from runner.budget import STATS_BLOCK_ROWS, check_budget
 from runner.build import (LayerSpec, build_network, check_int, check_run_settings, import_plugins, plugin_scope,
-                          resolve_layers)
+                          resolve_layers, use_compiled)
 from runner.datasets import Source, build_dataset
 from runner.errors import Interrupted
 from runner.jobs import config_digest
@@ -135,7 +136,11 @@ def run(cfg: dict[str, Any], run_dir: str | os.PathLike, *, base_dir: str) -> Ru
             record.data["dataset"] = plan.source.describe()
             if plan.shard.count > 1:
                 record.data["shard"] = plan.shard.describe()
-            with limit_threads(cfg.get("threads")) as threads:
+            # by the whole dataset's size, so that every shard of a run decides alike
+            compiled = use_compiled(cfg.get("kernels", "auto"), rows=plan.source.rows,
+                                    widths=[s.n for s in plan.layers])
+            record.data["kernels"] = "compiled" if compiled else "numpy"
+            with limit_threads(cfg.get("threads")) as threads, allow_compiled(compiled):
                 record.data["threads"] = threads
                 record.save()
                 artifacts = execute(plan, run_dir, writers, threads)

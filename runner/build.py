@@ -15,6 +15,7 @@ import numpy as np
 from hydra.utils import instantiate
 
 from layers import LayerManager, get_act, get_layer
+from layers.activations import COMPILED_ENV, compiled_available
 from layers.base import DTYPES
 from layers.registry import scoped_registrations
 from runner.config import LayerConf
@@ -82,8 +83,11 @@ def check_int(key: str, value: Any, *, minimum: int = 1) -> int:
     return int(value)
 
 
+KERNELS = ("auto", "compiled", "numpy")
+
+
 def check_run_settings(cfg: dict[str, Any]) -> None:
-    """Checks the top-level settings: dtype, batch_size, seed, wb_width, threads."""
+    """Checks the top-level settings: dtype, batch_size, seed, wb_width, threads, kernels."""
     if cfg["dtype"] not in DTYPES:
         raise ConfigError(f"dtype={cfg['dtype']!r}: expected one of {', '.join(DTYPES)}", key="dtype")
     check_int("batch_size", cfg["batch_size"])
@@ -93,6 +97,25 @@ def check_run_settings(cfg: dict[str, Any]) -> None:
     wb_width = cfg["wb_width"]
     if not (np.isfinite(wb_width) and wb_width > 0):
         raise ConfigError(f"wb_width={wb_width!r}: expected a finite positive number", key="wb_width")
+    kernels = cfg.get("kernels", "auto")
+    if kernels not in KERNELS:
+        raise ConfigError(f"kernels={kernels!r}: expected one of {', '.join(KERNELS)}", key="kernels")
+    if kernels == "compiled" and not compiled_available():
+        raise ConfigError("kernels='compiled': expected numba to be installed (pip install "
+                          f"'fwdrunner[fast]') and {COMPILED_ENV} not 0", key="kernels")
+
+
+# Below this many activation values (rows times the layers' widths) kernels=auto keeps the NumPy
+# kernels: importing numba and loading its kernels costs about 0.5 s, which compiled kernels
+# repay at roughly 1-8 ns a value.
+COMPILED_MIN_VALUES = 1 << 26
+
+
+def use_compiled(kernels: str, *, rows: int, widths: list[int]) -> bool:
+    """Whether a run with this ``kernels`` setting and size uses the compiled kernels."""
+    if kernels != "auto":
+        return kernels == "compiled"
+    return rows * sum(widths) >= COMPILED_MIN_VALUES and compiled_available()
 
 
 def resolve_layers(layers: list[dict[str, Any]], *, wb_width: float, width: int | None) -> list[LayerSpec]:

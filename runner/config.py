@@ -53,6 +53,7 @@ class RunConf:
     plugins: List[str] = field(default_factory=list)
     progress: bool = True
     threads: Optional[int] = None
+    kernels: str = "auto"
     debug: bool = False
 
 

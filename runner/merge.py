@@ -61,9 +61,8 @@ def _shards(sweep: Path) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def merge(sweep: Path) -> Path:
-    from layers import get_act
+    from layers.activations import allow_compiled
     from runner.datasets import NpyFile
-    from runner.stats import LayerStats
 
     jobs = _shards(sweep)
     cfg = _config(jobs[0][0])
@@ -82,26 +81,37 @@ def merge(sweep: Path) -> Path:
         writer.discard()
         raise
     artifacts = [OUTPUTS]
-    if (jobs[0][0] / STATE).exists():
-        layers = json.loads((jobs[0][0] / STATS).read_text())["layers"]
-        merged = []
-        for i, (layer, spec) in enumerate(zip(layers, cfg["network"]["layers"])):
-            options = {"n": layer["shape"][1], "bins": cfg["stats"]["bins"],
-                       "output_range": get_act(layer["act"], **(spec.get("act_dic") or {})).output_range}
-            total = None
-            for job, _ in jobs:
-                with np.load(job / STATE) as z:
-                    state = {k.split("_", 1)[1]: z[k] for k in z.files if k.startswith(f"l{i}_")}
-                acc = LayerStats.from_state(state, **options)
-                total = acc if total is None else total.merge(acc)
-            header = {k: layer[k] for k in ("index", "name", "kind", "act")}
-            merged.append({**header, "shape": [rows, layer["shape"][1]], **total.result()})
-        write_json(out_dir / STATS, {"layers": merged})
-        artifacts.append(STATS)
+    # the statistics fold as the shards computed them: with the compiled or the NumPy reduction
+    with allow_compiled(jobs[0][1].get("kernels") == "compiled"):
+        if (jobs[0][0] / STATE).exists():
+            artifacts.append(_merge_stats(jobs, cfg, out_dir, rows))
     write_json(out_dir / "merge.json", {
         "status": "completed", "rows": rows, "shards": [str(job) for job, _ in jobs],
         "artifacts": file_hashes(out_dir, artifacts)})
     return out_dir
+
+
+def _merge_stats(jobs: list[tuple[Path, dict[str, Any]]], cfg: dict[str, Any], out_dir: Path,
+                 rows: int) -> str:
+    """Folds the shards' statistics states into ``out_dir/stats.json``; returns its name."""
+    from layers import get_act
+    from runner.stats import LayerStats
+
+    layers = json.loads((jobs[0][0] / STATS).read_text())["layers"]
+    merged = []
+    for i, (layer, spec) in enumerate(zip(layers, cfg["network"]["layers"])):
+        options = {"n": layer["shape"][1], "bins": cfg["stats"]["bins"],
+                   "output_range": get_act(layer["act"], **(spec.get("act_dic") or {})).output_range}
+        total = None
+        for job, _ in jobs:
+            with np.load(job / STATE) as z:
+                state = {k.split("_", 1)[1]: z[k] for k in z.files if k.startswith(f"l{i}_")}
+            acc = LayerStats.from_state(state, **options)
+            total = acc if total is None else total.merge(acc)
+        header = {k: layer[k] for k in ("index", "name", "kind", "act")}
+        merged.append({**header, "shape": [rows, layer["shape"][1]], **total.result()})
+    write_json(out_dir / STATS, {"layers": merged})
+    return STATS
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -392,8 +392,8 @@ class LayerStats:
         return a
 
     def _as_float64(self, block: np.ndarray) -> np.ndarray:
-        if block.dtype == np.float64:
-            return block
+        if block.dtype == np.float64 or _compiled_stats() is not None:
+            return block    # the compiled reduction reads float32 itself
         if self._conv is None:
             self._conv = np.empty((self.block_rows, self.n), dtype=np.float64)
         out = self._conv[:block.shape[0]]
@@ -402,13 +402,18 @@ class LayerStats:
 
     def _reduce_into(self, totals: _Totals, x: np.ndarray) -> None:
         if self._edges is None:
-            self._edges = robust_range(x)
+            self._edges = robust_range(x.astype(np.float64, copy=False))
         self._reduce_block(totals, x, self._edges)
 
     def _reduce_block(self, totals: _Totals, x: np.ndarray, edges: tuple[float, float]) -> None:
-        """Reduce one block (C-contiguous float64, rows x n) and append it to ``totals``."""
+        """Reduce one block (rows x n; C-contiguous float64 unless compiled) and append it to ``totals``."""
         blk = _Totals(self.n, self.bins)
         blk.rows = x.shape[0]
+        kernels = _compiled_stats()
+        if kernels is not None:
+            self._reduce_block_compiled(kernels, blk, x, edges)
+            totals.absorb(blk)
+            return
         flat = x.reshape(-1)
         total = float(flat.sum())
         if math.isfinite(total):
@@ -438,6 +443,24 @@ class LayerStats:
             # known to be alive: either way all units are alive afterwards.
             blk.live[:] = True
         totals.absorb(blk)
+
+    def _reduce_block_compiled(self, kernels, blk: _Totals, x: np.ndarray,
+                               edges: tuple[float, float]) -> None:
+        """``_reduce_block`` by the two compiled loops of :mod:`runner.compiled_stats`."""
+        sat = (self._sat_lo, self._sat_hi) if self.output_range is not None else (-math.inf, math.inf)
+        total, low, high, nonfinite, zeros, saturated = kernels.moments_pass(x, *sat)
+        blk.nonfinite = int(nonfinite.sum())
+        blk.zeros = int(zeros.sum())
+        blk.saturated = int(saturated.sum())
+        blk.live = zeros < x.shape[0]      # a unit is live once it shows a value other than 0
+        size = x.size - blk.nonfinite
+        if size:
+            blk.vmin = float(low.min())
+            blk.vmax = float(high.max())
+            mean = float(total.sum()) / size
+            lo, hi = edges
+            m2, blk.counts = kernels.centred_and_hist(x, mean, lo, self.bins / (hi - lo), self.bins)
+            blk.moments.append((size, mean, float(m2.sum())))
 
     def _centred_and_hist(self, values: np.ndarray, mean: float, edges: tuple[float, float],
                           vmin: float, vmax: float) -> tuple[float, np.ndarray]:
@@ -493,6 +516,18 @@ class LayerStats:
             table = counts.reshape(bins, bins)
             counts = table.sum(axis=0) + table.sum(axis=1) + odd
         return m2, counts
+
+
+def _compiled_stats():
+    """:mod:`runner.compiled_stats` where the compiled kernels are in use (see
+    ``layers.activations.compiled_kernels``; the runner allows them only for
+    large runs), else None."""
+    from layers.activations import compiled_kernels
+
+    if compiled_kernels() is None:
+        return None
+    from runner import compiled_stats
+    return compiled_stats
 
 
 def _json_float(value: float | None) -> float | None:

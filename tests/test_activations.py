@@ -657,7 +657,8 @@ def test_float64_tanh_monotone_and_accurate_across_branch_switch(name, either_pa
 COMPILED = [("GELU", {}), ("GELU", {"approximate": "tanh"}), ("ELU", {}), ("ELU", {"alpha": 0.3}),
             ("SELU", {}), ("CELU", {}), ("CELU", {"alpha": 2.5}), ("sigmoid", {}),
             ("softplus", {}), ("log_sigmoid", {}), ("tanh", {}), ("SiLU", {}),
-            ("Swish", {"beta": 0.3}), ("Swish", {"beta": -1.7}), ("Swish", {"beta": 4.0})]
+            ("Swish", {"beta": 0.3}), ("Swish", {"beta": -1.7}), ("Swish", {"beta": 4.0}),
+            ("tanh_shrink", {}), ("softmax", {}), ("softmin", {}), ("log_softmax", {})]
 
 
 @pytest.fixture(params=["numpy", "compiled"])
@@ -713,6 +714,55 @@ def test_compiled_and_numpy_paths_agree(name, params, dtype, monkeypatch):
     np.testing.assert_array_equal(act(wide[:, 0]), act(x))
 
 
+def _rowwise_cases(dtype):
+    """Rows of varied spreads, ties, NaN and +-inf entries, 12 columns each."""
+    rng = np.random.default_rng(23)
+    big = float(np.finfo(dtype).max)
+    special = [[-3e38, 3e38, 1.0], [0.0, -50.0, -700.0], [88.0, -1.3, 0.2], [1e4, -1e4, 0.0],
+               [3.0, 3.0, 1.0], [-20.5, -20.5, -20.5], [12.3, -87.9, 40.1, 40.1 + 1e-6],
+               [0.0, -87.5, -103.0, -104.5], [-100.0, -187.5, -190.1], [-big, big, 0.0],
+               [np.nan, 1.0, 2.0], [np.inf, 1.0, 2.0], [-np.inf, 1.0, 2.0],
+               [np.inf, -np.inf, 0.0], [-np.inf, -np.inf, -np.inf], [-np.inf, -np.inf, 3.0]]
+    rows = [r + [-np.inf] * (12 - len(r)) for r in special]
+    rows += [r + [r[0] - 0.5] * (12 - len(r)) for r in special]
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = np.array(rows, dtype=np.float64).astype(dtype)
+    scales = np.repeat([1e-3, 1.0, 10.0, 100.0, 1e3, 1e5], 40)[:, None]
+    noise = (rng.standard_normal((scales.size, 12)) * scales).astype(dtype)
+    return np.concatenate([x, noise, noise + dtype(1e4)])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", sorted(ROWWISE))
+def test_compiled_and_numpy_rowwise_paths_agree(name, dtype, monkeypatch):
+    pytest.importorskip("numba")
+    x = _rowwise_cases(dtype)
+    act = get_act(name)
+    monkeypatch.setattr(A, "_COMPILED", None)
+    with np.errstate(all="raise"):
+        slow = act(x).astype(np.float64)
+    monkeypatch.setattr(A, "_COMPILED", ...)
+    monkeypatch.delenv(A.COMPILED_ENV, raising=False)
+    with np.errstate(all="raise"):
+        got = act(x)
+    fast = got.astype(np.float64)
+    fi = np.finfo(dtype)
+    big = ~np.isfinite(slow)
+    np.testing.assert_array_equal(fast[big], slow[big])     # NaN rows, -inf entries
+    fast, slow = fast[~big], slow[~big]
+    assert (np.abs(fast - slow) <= 8 * fi.eps * np.abs(slow) + 2 * fi.smallest_subnormal).all()
+    # strided, in-place and partially overlapping calls give the bytes of contiguous input
+    wide = np.repeat(x, 2, axis=1)
+    np.testing.assert_array_equal(act(wide[:, ::2]), got)
+    y = x.copy()
+    act(y, out=y)
+    np.testing.assert_array_equal(y, got)
+    buf = np.concatenate([x.ravel(), x.ravel()[:12]])
+    shifted = buf[12:].reshape(x.shape)
+    act(buf[:x.size].reshape(x.shape), out=shifted)
+    np.testing.assert_array_equal(shifted, got)
+
+
 def test_compiled_kernels_switch(monkeypatch):
     monkeypatch.setattr(A, "_COMPILED", ...)
     monkeypatch.setenv(A.COMPILED_ENV, "0")
@@ -744,7 +794,7 @@ def test_float32_gelu_tanh_dense_against_float64(kernel_path):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_tanh_shrink_accurate_across_branch_switch(dtype, either_path):
+def test_tanh_shrink_accurate_across_branch_switch(dtype, either_path, kernel_path):
     # the rational form is used for |x| < 1.5, x - tanh(x) beyond
     lim = A._TS_LIMIT
     x = np.concatenate([np.linspace(lim - 0.01, lim + 0.01, 41), np.geomspace(1e-6, 3, 120)])
@@ -936,3 +986,38 @@ def test_bent_identity_follows_x_to_infinity(dtype):
     x = np.array([np.inf, -np.inf, np.nan], dtype=dtype)
     y = get_act("bent_identity")(x)
     assert y[0] == np.inf and y[1] == -np.inf and np.isnan(y[2])
+
+
+def test_allow_compiled_switches_and_restores(monkeypatch):
+    pytest.importorskip("numba")
+    monkeypatch.delenv(A.COMPILED_ENV, raising=False)
+    monkeypatch.setattr(A, "_COMPILED", ...)
+    with A.allow_compiled(False):
+        assert A.compiled_kernels() is None
+        with A.allow_compiled(True):
+            assert A.compiled_kernels() is not None
+        assert A.compiled_kernels() is None
+    assert A._COMPILED is ...          # as before: looked up on the next call
+    assert A.compiled_kernels() is not None
+
+
+def test_first_threaded_call_loads_the_compiled_kernels_once_for_all_chunks():
+    # a fresh process whose first activation call runs chunks on two threads: a chunk
+    # must not take the NumPy kernels while another thread is still loading numba
+    pytest.importorskip("numba")
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "import layers.activations as A\n"
+        "x = np.random.default_rng(0).standard_normal((8192, 100)) * 0.3\n"
+        "A.set_num_threads(2)\n"
+        "first = A.get_act('tanh')(x)\n"
+        "print(int((first != A.get_act('tanh')(x)).sum()))\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != A.COMPILED_ENV}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "0"

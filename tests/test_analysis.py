@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import Run, run_cli
+from layers.activations import allow_compiled
 from runner.results import load_run, load_sweep
 from runner.stats import LayerStats
 
@@ -50,11 +51,13 @@ def test_stats_do_not_depend_on_the_batch_size(cli):
     with np.load(a.path / "activations.npz") as z:
         a0 = z["a0"]
     whole, pieces = LayerStats(a0.shape[1]), LayerStats(a0.shape[1])
-    whole.update(a0)
-    for start in range(0, len(a0), 777):
-        pieces.update(a0[start:start + 777])
-    assert whole.result() == pieces.result()
-    assert {k: v for k, v in whole.result().items()} == {k: a.stats["layers"][0][k] for k in whole.result()}
+    # with the kernels the run used (it records them): compiled and NumPy sums differ in rounding
+    with allow_compiled(a.record["kernels"] == "compiled"):
+        whole.update(a0)
+        for start in range(0, len(a0), 777):
+            pieces.update(a0[start:start + 777])
+        assert whole.result() == pieces.result()
+        assert whole.result() == {k: a.stats["layers"][0][k] for k in whole.result()}
 
 
 def test_stats_can_be_turned_off_and_figures_too(cli):

@@ -66,6 +66,8 @@ def test_run_record_has_the_contracted_fields_and_hashes(cli):
     assert rec["status"] == "completed" and rec["error"] is None
     assert rec["seed"] == 5 and rec["dtype"] == "float64" and rec["rows"] == 1000
     assert rec["duration_s"] >= 0 and rec["start_time"] <= rec["end_time"]
+    # a small run keeps the NumPy kernels (kernels=auto): numba is not even imported
+    assert rec["kernels"] == "numpy"
     assert set(rec["versions"]) == {"fwdrunner", "python", "numpy", "hydra-core", "omegaconf"}
     assert rec["versions"]["numpy"] == np.__version__
     assert rec["host"]
@@ -78,12 +80,21 @@ def test_run_record_has_the_contracted_fields_and_hashes(cli):
 def test_gelu_run_records_the_compiled_kernels_and_matches_the_numpy_path(cli):
     numba = pytest.importorskip("numba")
     overrides = ("network.layers.0.act=GELU", "stats.plot=false")
-    _, fast = cli(*overrides)
-    _, slow = cli(*overrides, env={"FWDRUNNER_COMPILED": "0"})
+    _, fast = cli(*overrides, "kernels=compiled")
+    _, slow = cli(*overrides, "kernels=numpy")
+    assert (fast.record["kernels"], slow.record["kernels"]) == ("compiled", "numpy")
     assert fast.record["versions"]["numba"] == numba.__version__
     assert "numba" not in slow.record["versions"]
     # the two paths differ by a few ulps at most (both are checked against mpmath)
     np.testing.assert_allclose(fast.outputs, slow.outputs, rtol=1e-14, atol=1e-16)
+
+
+def test_compiled_kernels_asked_for_but_switched_off_is_a_config_error(tmp_path):
+    proc = run_cli("kernels=compiled", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+                   env={"FWDRUNNER_COMPILED": "0"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "kernels='compiled': expected numba to be installed" in proc.stderr
+    assert not (tmp_path / "run" / "outputs.npy").exists()
 
 
 def test_git_state_is_recorded_inside_a_checkout(tmp_path, cli):
@@ -323,6 +334,7 @@ def test_a_plugins_registrations_end_with_its_job(tmp_path):
         (["dtype=float16"], 2, ["dtype='float16'", "float32, float64"]),
         (["batch_size=0"], 2, ["batch_size=0", "positive int"]),
         (["wb_width=-1"], 2, ["wb_width=-1", "finite positive"]),
+        (["kernels=fast"], 2, ["kernels='fast'", "auto, compiled, numpy"]),
         (["+dataset.color=red"], 2, ["dataset.color", "gaussian", "accepted: rows=1000"]),
         (["+network.layers.0.act_dic.alpha=0.1"], 2, ["network.layers[0].act=ReLU", "alpha"]),
         (["plugins=[no_such_module_xyz]"], 2, ["plugins[0]=no_such_module_xyz"]),

@@ -72,3 +72,17 @@ def test_layer_keys_outside_the_schema_are_refused(tmp_path):
     cfg = compose_cfg("+network.layers.0._target_=os.system")
     with pytest.raises(ConfigError, match=r"network.layers\[0\]._target_: not a layer key; accepted: n, prev"):
         make_plan(OmegaConf.to_container(cfg, resolve=True), base_dir=str(tmp_path))
+
+
+def test_kernels_auto_compiles_only_runs_large_enough(monkeypatch):
+    from runner import build
+
+    monkeypatch.setattr(build, "compiled_available", lambda: True)
+    big = build.COMPILED_MIN_VALUES
+    rows = -(-big // 500)            # the fewest rows of five 100-wide layers that reach it
+    assert build.use_compiled("auto", rows=rows, widths=[100] * 5)
+    assert not build.use_compiled("auto", rows=rows - 1, widths=[100] * 5)
+    assert build.use_compiled("compiled", rows=1, widths=[1])
+    assert not build.use_compiled("numpy", rows=big, widths=[100])
+    monkeypatch.setattr(build, "compiled_available", lambda: False)
+    assert not build.use_compiled("auto", rows=big, widths=[100])

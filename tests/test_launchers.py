@@ -107,8 +107,12 @@ def test_a_sweep_run_again_resumes(tmp_path, basic):
     assert json.loads((folder / "0" / "run.json").read_text())["seed"] == 9
 
 
-def test_four_shards_merge_into_the_single_run(tmp_path, cli):
-    common = ["dataset.rows=20000", "stats.plot=false", "network.layers.1.act=tanh", "batch_size=8192"]
+@pytest.mark.parametrize("kernels", ["auto", "compiled"])
+def test_four_shards_merge_into_the_single_run(tmp_path, cli, kernels):
+    if kernels == "compiled":
+        pytest.importorskip("numba")     # merge must fold the statistics as the shards did
+    common = ["dataset.rows=20000", "stats.plot=false", "network.layers.1.act=tanh", "batch_size=8192",
+              f"kernels={kernels}"]
     sweep_dir = tmp_path / "shards"
     proc = run_cli("-m", *common, "dataset.shards=4", "dataset.shard=range(0,4)", f"hydra.sweep.dir={sweep_dir}",
                    cwd=tmp_path, timeout=300)

@@ -13,6 +13,25 @@ from hypothesis import strategies as st
 from runner.stats import LayerStats
 
 
+@pytest.fixture(autouse=True, params=["numpy", "compiled"])
+def reduction(request, monkeypatch):
+    """Every test runs on the NumPy block reduction and, where numba is
+    installed, on the compiled one (runner.compiled_stats)."""
+    import layers.activations as A
+
+    if request.param == "numpy":
+        monkeypatch.setattr(A, "_COMPILED", None)
+    else:
+        pytest.importorskip("numba")
+        monkeypatch.delenv(A.COMPILED_ENV, raising=False)
+        monkeypatch.setattr(A, "_COMPILED", ...)
+    return request.param
+
+
+# the `reduction` fixture holds for every example of a property test
+FIXTURE_OK = [HealthCheck.function_scoped_fixture]
+
+
 def feed(stats: LayerStats, data: np.ndarray, cuts=()) -> LayerStats:
     """Feed ``data`` split at the sorted row indices ``cuts``."""
     bounds = [0, *sorted(cuts), data.shape[0]]
@@ -93,7 +112,7 @@ def test_collapsed_distribution_keeps_precision():
     assert res["frac_saturated"] == 0.0
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, *FIXTURE_OK])
 @given(cuts=st.lists(st.integers(min_value=0, max_value=450), max_size=8),
        dtype=st.sampled_from([np.float32, np.float64]))
 def test_bit_identical_for_any_batch_split(cuts, dtype):
@@ -106,7 +125,7 @@ def test_bit_identical_for_any_batch_split(cuts, dtype):
     assert split == whole
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=10, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(cuts=st.lists(st.integers(min_value=0, max_value=10000), min_size=1, max_size=4))
 def test_bit_identical_with_default_blocks(cuts):
     rng = np.random.default_rng(5)
@@ -275,9 +294,34 @@ def test_non_contiguous_input():
     assert res == feed(LayerStats(6, block_rows=50), np.ascontiguousarray(base.T)).result()
 
 
+@settings(suppress_health_check=FIXTURE_OK)
 @given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=300), st.sampled_from([0.5, 10.0, 50.0, 99.5]))
 def test_percentiles_without_numpy_ma_equal_numpy_percentile(values, q):
     from runner.stats import _percentiles
 
     flat = np.array(values)
     assert _percentiles(flat, (q,))[0] == pytest.approx(float(np.percentile(flat, q)), rel=1e-12, abs=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_and_numpy_reductions_agree(dtype, reduction, monkeypatch):
+    # counts, extrema and bins exactly; the moments to rounding
+    import layers.activations as A
+    from runner import stats as S
+
+    if reduction == "numpy":
+        pytest.skip("compares the two paths once")
+    rng = np.random.default_rng(4)
+    data = rng.standard_normal((9000, 37)).astype(dtype) * 3
+    data[::7, 3] = 0.0
+    data[5, 5], data[17, 1], data[40, 2] = np.nan, np.inf, -np.inf
+    data[:, 9] = 0.0                                   # a dead unit
+    assert S._compiled_stats() is not None
+    fast = feed(LayerStats(37, output_range=(-2.0, 4.0), block_rows=1000), data, cuts=[333]).result()
+    monkeypatch.setattr(A, "_COMPILED", None)
+    assert S._compiled_stats() is None
+    slow = feed(LayerStats(37, output_range=(-2.0, 4.0), block_rows=1000), data, cuts=[333]).result()
+    for key in ("count", "rows", "min", "max", "frac_zero", "dead_units", "frac_saturated", "nonfinite", "hist"):
+        assert fast[key] == slow[key], key
+    assert fast["mean"] == pytest.approx(slow["mean"], rel=1e-13)
+    assert fast["std"] == pytest.approx(slow["std"], rel=1e-13)
