@@ -411,31 +411,39 @@ class LayerStats:
         blk.rows = x.shape[0]
         kernels = _compiled_stats()
         if kernels is not None:
-            self._reduce_block_compiled(kernels, blk, x, edges)
-            totals.absorb(blk)
-            return
-        flat = x.reshape(-1)
-        total = float(flat.sum())
+            flat = np.ascontiguousarray(x).reshape(-1)
+            total, vmin, vmax = kernels.sum_min_max(flat)
+        else:
+            flat = x.reshape(-1)
+            total, vmin = float(flat.sum()), None
         if math.isfinite(total):
             values = flat
         else:
             # Rare path: some value is NaN/inf (or the sum overflowed).
             finite = np.isfinite(flat)
             blk.nonfinite = int(flat.size - np.count_nonzero(finite))
-            values = flat[finite] if blk.nonfinite else flat
-            total = float(values.sum())
+            values = (flat[finite] if blk.nonfinite else flat).astype(np.float64)
+            total, vmin = float(values.sum()), None
         size = values.size
         if size:
-            blk.vmin = float(values.min())
-            blk.vmax = float(values.max())
+            if vmin is None:
+                vmin, vmax = values.min(), values.max()
+            blk.vmin, blk.vmax = float(vmin), float(vmax)
             mean = total / size
-            m2, blk.counts = self._centred_and_hist(values, mean, edges, blk.vmin, blk.vmax)
-            blk.moments.append((size, mean, m2))
-            if self.output_range is not None and (blk.vmin <= self._sat_lo or blk.vmax >= self._sat_hi):
-                blk.saturated = (int(np.count_nonzero(values <= self._sat_lo))
-                                 + int(np.count_nonzero(values >= self._sat_hi)))
-            if blk.vmin <= 0.0 <= blk.vmax:
-                blk.zeros = int(np.count_nonzero(values == 0.0))
+            if kernels is not None:
+                lo, hi = edges
+                sat = (self._sat_lo, self._sat_hi) if self.output_range is not None else (-math.inf, math.inf)
+                m2, blk.counts, saturated, zeros = kernels.centred_and_hist(
+                    values, mean, lo, self.bins / (hi - lo), self.bins, *sat)
+                blk.saturated, blk.zeros = int(saturated), int(zeros)
+            else:
+                m2, blk.counts = self._centred_and_hist(values, mean, edges, blk.vmin, blk.vmax)
+                if self.output_range is not None and (blk.vmin <= self._sat_lo or blk.vmax >= self._sat_hi):
+                    blk.saturated = (int(np.count_nonzero(values <= self._sat_lo))
+                                     + int(np.count_nonzero(values >= self._sat_hi)))
+                if blk.vmin <= 0.0 <= blk.vmax:
+                    blk.zeros = int(np.count_nonzero(values == 0.0))
+            blk.moments.append((size, mean, float(m2)))
         if blk.zeros and not totals.live.all():
             blk.live = np.logical_or.reduce(x != 0.0, axis=0)
         else:
@@ -443,24 +451,6 @@ class LayerStats:
             # known to be alive: either way all units are alive afterwards.
             blk.live[:] = True
         totals.absorb(blk)
-
-    def _reduce_block_compiled(self, kernels, blk: _Totals, x: np.ndarray,
-                               edges: tuple[float, float]) -> None:
-        """``_reduce_block`` by the two compiled loops of :mod:`runner.compiled_stats`."""
-        sat = (self._sat_lo, self._sat_hi) if self.output_range is not None else (-math.inf, math.inf)
-        total, low, high, nonfinite, zeros, saturated = kernels.moments_pass(x, *sat)
-        blk.nonfinite = int(nonfinite.sum())
-        blk.zeros = int(zeros.sum())
-        blk.saturated = int(saturated.sum())
-        blk.live = zeros < x.shape[0]      # a unit is live once it shows a value other than 0
-        size = x.size - blk.nonfinite
-        if size:
-            blk.vmin = float(low.min())
-            blk.vmax = float(high.max())
-            mean = float(total.sum()) / size
-            lo, hi = edges
-            m2, blk.counts = kernels.centred_and_hist(x, mean, lo, self.bins / (hi - lo), self.bins)
-            blk.moments.append((size, mean, float(m2.sum())))
 
     def _centred_and_hist(self, values: np.ndarray, mean: float, edges: tuple[float, float],
                           vmin: float, vmax: float) -> tuple[float, np.ndarray]:
