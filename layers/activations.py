@@ -974,7 +974,7 @@ def sigmoid(x, out):
     """
     jit = compiled_kernels()
     if jit is not None:
-        _run_compiled(jit.sigmoid, x, out)
+        _run_compiled(jit.sigmoid if x.dtype == _F64 else jit.sigmoid_f32, x, out)
         return
     _sigmoid_into(x, out)
 
@@ -1635,8 +1635,8 @@ def _elu_into(x, out, alpha, divisor=1.0, scale=None):
     jit = compiled_kernels()
     if jit is not None:
         # the parameters in x's dtype, as the NumPy kernel below uses them
-        params = [float(x.dtype.type(v)) for v in (alpha, divisor, 1.0 if scale is None else scale)]
-        _run_compiled(jit.elu, x, out, *params)
+        params = [x.dtype.type(v) for v in (alpha, divisor, 1.0 if scale is None else scale)]
+        _run_compiled(jit.elu if x.dtype == _F64 else jit.elu_f32, x, out, *params)
         return
     t = _scratch(x, 0)
     _min0_into(x, t)
@@ -1708,7 +1708,10 @@ def _swish_into(x: np.ndarray, out: np.ndarray, beta: float) -> None:
     """out = x * sigmoid(beta * x), accurate also when beta*x is not exact."""
     jit = compiled_kernels()
     if jit is not None:
-        _run_compiled(jit.swish, x, out, float(x.dtype.type(beta)))
+        if x.dtype == _F64:
+            _run_compiled(jit.swish, x, out, beta)
+        else:
+            _run_compiled(jit.swish_f32, x, out, np.float32(beta))
         return
     if beta == 0.0:
         np.multiply(x, 0.5, out=out)

@@ -1,28 +1,31 @@
-"""Compiled kernels (numba) for GELU and the ELU family, used when the
-``fast`` extra is installed.
+"""Compiled activation kernels (numba), used when the ``fast`` extra is installed.
 
-NumPy has no erf, so its exact GELU takes some 30 passes over the data, and
-expm1 is a scalar loop on CPUs without AVX-512; a compiled loop makes one
-pass, with every step in registers.  The loops below
-follow the NumPy kernels in ``layers.activations`` step for step and take
-their constants from there, so both paths compute the same function to the
-same accuracy (a few ulps; measured against mpmath by the tests, which run
-both paths).  Exact GELU on float32 runs in float32 registers (eight lanes
-to float64's four); the other loops work in float64 and round once on the
-store.
+In NumPy every elementwise step is a pass over memory: exact GELU takes some
+30 of them, and on CPUs without AVX-512 NumPy's expm1, log1p and float64
+tanh are scalar loops.  A compiled loop makes one pass with every step in
+registers.  The loops follow the NumPy kernels in ``layers.activations``
+step for step and take their constants from there, so both paths compute
+the same functions to the same accuracy (a few ulps; the tests run both
+against mpmath).  Exact GELU and the softmax family's exponentials on
+float32 run in float32 lanes (eight to float64's four); the other loops
+work in float64 and round once on the store.
 
-Two details make the loops fast and keep them exact:
+Three details make the loops fast and keep them exact:
 
-* ``_exp`` and ``_exp32`` are polynomial exponentials with the power of two
-  assembled from bits, so LLVM vectorises the whole loop (a call into libm
-  would not be);
+* ``_exp``, ``_exp32``, ``_expm1_nonpos``, ``_log`` and ``_log1p_unit`` are
+  polynomials with the power of two assembled from (or read off) the bits,
+  so LLVM vectorises the whole loop (a call into libm would not be);
 * exact products use a fused multiply-add (``_fma``, the ``llvm.fma``
   intrinsic), which stays exact under the ``contract`` flag that lets LLVM
-  fuse the polynomial steps.
+  fuse the polynomial steps;
+* sums and extrema over a row use ``_add_reassoc``, ``_maximum`` and
+  ``_minimum``, which LLVM may reorder into per-lane partial results.
 
-This module imports numba at import time; ``layers.activations`` imports it
-only when one of these activations is first evaluated, and only if numba is installed (see
-``activations.compiled_kernels``).
+Elementwise kernels take flat arrays ``(x, out, *params)``, row-wise ones
+2-D arrays; ``activations._run_compiled`` and ``_run_compiled_rows`` call
+them.  This module imports numba at import time; ``layers.activations``
+imports it only when one of these activations is first evaluated, and only
+if numba is installed (see ``activations.compiled_kernels``).
 """
 
 from __future__ import annotations
@@ -227,6 +230,7 @@ def gelu_erf_f64(x, out):
 
 
 _ERFC32_G32 = tuple(_F32(c) for c in _ERFC32_G)
+_EXP32_FLOOR = _F32(-170.0)            # exp32 of anything lower is 0 in float32
 
 
 @_jit
@@ -318,6 +322,28 @@ def elu(x, out, alpha, divisor, scale):
         out[i] = scale * _max0(v) + alpha * _expm1_nonpos(t / divisor)
 
 
+# expm1 on [-ln 2, 0] for float32: Taylor to t^9 (truncation below 1e-8 relative)
+_EXPM1_TAYLOR32 = tuple(_F32(c) for c in _EXPM1_TAYLOR[:10])
+_LN2_32 = _F32(_LN2)
+
+
+@_inline
+def _expm1_nonpos32(t):
+    """``_expm1_nonpos`` in float32 lanes (within about 2 ulps)."""
+    p = _horner_step(_F32(0.0), _EXPM1_TAYLOR32, t)
+    e = _exp32(_EXP32_FLOOR if t < _EXP32_FLOOR else t) - _F32(1.0)
+    return p if t >= -_LN2_32 else e
+
+
+@_jit
+def elu_f32(x, out, alpha, divisor, scale):
+    """``elu`` for float32 in float32 lanes; the parameters are float32."""
+    for i in range(x.size):
+        v = x[i]
+        t = _F32(0.0) if v > _F32(0.0) else v
+        out[i] = scale * (v if v > _F32(0.0) else _F32(0.0)) + alpha * _expm1_nonpos32(t / divisor)
+
+
 # log(m) = 2 atanh(f), f = (m - 1)/(m + 1), for m in [sqrt(1/2), sqrt(2)]:
 # 2f * sum of f^(2j) / (2j + 1) for j = 0..10 (|f| <= 0.172, truncation below
 # 1e-17 relative)
@@ -368,6 +394,17 @@ def sigmoid(x, out):
 
 
 @_jit
+def sigmoid_f32(x, out):
+    """``sigmoid`` for float32 in float32 lanes with ``_exp32`` (eight lanes
+    to four; within 2.5 ulps)."""
+    for i in range(x.size):
+        v = x[i]
+        y = -abs(v)
+        e = _exp32(_EXP32_FLOOR if y < _EXP32_FLOOR else y)
+        out[i] = (e if v < _F32(0.0) else _F32(1.0)) / (_F32(1.0) + e)
+
+
+@_jit
 def softplus(x, out, sign):
     """sign = 1: softplus, max(x, 0) + log1p(exp(-|x|)); sign = -1:
     log_sigmoid, min(x, 0) - log1p(exp(-|x|))."""
@@ -399,6 +436,27 @@ def swish(x, out, beta):
         vc = -_BIG if v < -_BIG else (_BIG if v > _BIG else v)   # (+-inf * 0) * 0 -> 0
         num = (vc * h) * h if neg else v
         out[i] = num / (1.0 + h * h)
+
+
+_BIG32 = _F32(np.finfo(np.float32).max)
+
+
+@_jit
+def swish_f32(x, out, beta):
+    """``swish`` for float32 in float32 lanes with ``_exp32`` (within about
+    4 ulps); beta is a float32."""
+    for i in range(x.size):
+        v = x[i]
+        p = beta * v
+        d = _fma(beta, v, -p)
+        d = d if abs(d) < abs(p) else _F32(0.0)
+        neg = p < _F32(0.0)
+        y = _F32(-0.5) * abs(p)
+        h = (_exp32(_EXP32_FLOOR if y < _EXP32_FLOOR else y)
+             * (_F32(1.0) + _F32(0.5) * (d if neg else -d)))
+        vc = -_BIG32 if v < -_BIG32 else (_BIG32 if v > _BIG32 else v)
+        num = (vc * h) * h if neg else v
+        out[i] = num / (_F32(1.0) + h * h)
 
 
 @_inline
