@@ -77,8 +77,8 @@ class RunRecord:
         self.data["status"] = status
         self.data["error"] = None if error is None else {"type": type(error).__name__, "message": str(error)}
         numba = sys.modules.get("numba")
-        if numba is not None and "versions" in self.data:
-            # the compiled GELU kernels (layers.compiled) were loaded in this process
+        if numba is not None and self.data.get("kernels") == "compiled" and "versions" in self.data:
+            # the run used the compiled kernels (layers.compiled), which numba built
             self.data["versions"]["numba"] = numba.__version__
         self.data["end_time"] = _now()
         self.data["duration_s"] = round(time.perf_counter() - self._t0, 6)

@@ -89,6 +89,19 @@ def test_gelu_run_records_the_compiled_kernels_and_matches_the_numpy_path(cli):
     np.testing.assert_allclose(fast.outputs, slow.outputs, rtol=1e-14, atol=1e-16)
 
 
+def test_numba_is_recorded_only_for_the_jobs_that_used_the_compiled_kernels(tmp_path):
+    # the basic launcher runs both jobs in one process: numba stays loaded after job 0
+    numba = pytest.importorskip("numba")
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", "kernels=compiled,numpy", "network.layers.0.act=GELU", "stats.plot=false",
+                   f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    first, second = (Run(sweep / str(i)).record for i in range(2))
+    assert (first["kernels"], second["kernels"]) == ("compiled", "numpy")
+    assert first["versions"]["numba"] == numba.__version__
+    assert "numba" not in second["versions"]
+
+
 def test_compiled_kernels_asked_for_but_switched_off_is_a_config_error(tmp_path):
     proc = run_cli("kernels=compiled", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
                    env={"FWDRUNNER_COMPILED": "0"})
