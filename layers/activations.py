@@ -457,6 +457,7 @@ def _native_simd_loops() -> dict[tuple[str, str], bool]:
 
 _NATIVE_SIMD = _native_simd_loops()
 
+
 def _native(ufunc: str, dtype: np.dtype) -> bool:
     """True if NumPy's ``ufunc`` loop for ``dtype`` is vectorised (see above)."""
     return _NATIVE_SIMD.get((ufunc, dtype.char), False)
@@ -522,21 +523,30 @@ def allow_compiled(enabled: bool):
         _COMPILED = before
 
 
-def _run_compiled(kernel: Callable, x: np.ndarray, out: np.ndarray, *params: float) -> None:
-    """Run a compiled elementwise loop (``layers.compiled``) from ``x`` into
-    ``out``, with scalar ``params`` after the two arrays.
+def _run_compiled(kernel: Callable, x: np.ndarray, out: np.ndarray, *params,
+                  rows: bool = False) -> None:
+    """Run a compiled loop (``layers.compiled``) from ``x`` into ``out``, with
+    scalar ``params`` after the two arrays: elementwise loops take them flat,
+    row-wise ones (``rows``) as (rows, cols).
 
-    The loops take flat, separate memory: LLVM vectorises a loop only after a
-    runtime check finds its input and output disjoint, and runs it scalar,
-    about 4x slower, when they overlap.  So an in-place call, or a strided
-    view, goes through a per-thread scratch buffer and one copy.
+    The loops take contiguous memory.  An elementwise loop also wants its
+    output separate: LLVM vectorises it only after a runtime check finds input
+    and output disjoint, and runs it scalar, about 4x slower, when they
+    overlap.  A row-wise loop reads a row whole before writing it, so it may
+    run in place.  Other overlaps and strided views go through a per-thread
+    scratch buffer and one copy, so results do not depend on the layout.
     """
-    if x.flags.c_contiguous and out.flags.c_contiguous and not np.may_share_memory(x, out):
-        kernel(x.reshape(-1), out.reshape(-1), *params)
+    if x.size == 0:
+        return
+    shape = (-1, x.shape[-1]) if rows else (-1,)
+    in_place = rows and x.ctypes.data == out.ctypes.data
+    if (x.flags.c_contiguous and out.flags.c_contiguous
+            and (in_place or not np.may_share_memory(x, out))):
+        kernel(x.reshape(shape), out.reshape(shape), *params)
         return
     src = np.ascontiguousarray(x)
     res = _scratch(src, 0)
-    kernel(src.reshape(-1), res.reshape(-1), *params)
+    kernel(src.reshape(shape), res.reshape(shape), *params)
     np.copyto(out, res)
 
 
@@ -1283,33 +1293,11 @@ def _softmax_exact(x: np.ndarray, out: np.ndarray, neg: bool) -> None:
     np.divide(e, s, out=out)
 
 
-def _run_compiled_rows(kernels: tuple, x: np.ndarray, out: np.ndarray, *params) -> None:
-    """Run a compiled row-wise loop, ``kernels[x is float64]``, on x and out
-    viewed as (rows, cols).
-
-    The loops read a row completely before writing it, so ``out`` may be
-    ``x`` itself; other overlaps, and strided views, go through contiguous
-    copies (as in ``_run_compiled``), so results do not depend on the layout.
-    """
-    if x.size == 0:
-        return
-    cols = x.shape[-1]
-    kernel = kernels[x.dtype == _F64]
-    same = x.ctypes.data == out.ctypes.data
-    if (x.flags.c_contiguous and out.flags.c_contiguous
-            and (same or not np.may_share_memory(x, out))):
-        kernel(x.reshape(-1, cols), out.reshape(-1, cols), *params)
-        return
-    src = np.ascontiguousarray(x)
-    res = _scratch(src, 0)
-    kernel(src.reshape(-1, cols), res.reshape(-1, cols), *params)
-    np.copyto(out, res)
-
-
 def _softmax_into(x: np.ndarray, out: np.ndarray, neg: bool) -> None:
     jit = compiled_kernels()
     if jit is not None:
-        _run_compiled_rows((jit.softmax_f32, jit.softmax_f64), x, out, neg)
+        _run_compiled(jit.softmax_f64 if x.dtype == _F64 else jit.softmax_f32, x, out, neg,
+                      rows=True)
         return
     _by_rows(x, out, functools.partial(_softmax_fast, neg=neg),
              functools.partial(_softmax_exact, neg=neg))
@@ -1395,7 +1383,8 @@ def log_softmax(x, out):
     """
     jit = compiled_kernels()
     if jit is not None:
-        _run_compiled_rows((jit.log_softmax_f32, jit.log_softmax_f64), x, out)
+        _run_compiled(jit.log_softmax_f64 if x.dtype == _F64 else jit.log_softmax_f32, x, out,
+                      rows=True)
         return
     _by_rows(x, out, _log_softmax_fast, _log_softmax_exact, with_max=True)
 

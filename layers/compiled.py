@@ -22,8 +22,7 @@ Three details make the loops fast and keep them exact:
   ``_minimum``, which LLVM may reorder into per-lane partial results.
 
 Elementwise kernels take flat arrays ``(x, out, *params)``, row-wise ones
-2-D arrays; ``activations._run_compiled`` and ``_run_compiled_rows`` call
-them.  This module imports numba at import time; ``layers.activations``
+2-D arrays; ``activations._run_compiled`` calls both.  This module imports numba at import time; ``layers.activations``
 imports it only when one of these activations is first evaluated, and only
 if numba is installed (see ``activations.compiled_kernels``).
 """
@@ -142,16 +141,18 @@ _LN2_LO32 = _F32(-2.12194440e-4)
 _SHIFTER32 = _F32(12582912.0)       # 1.5 * 2**23
 _SHIFTER32_BITS = np.int32(0x4B400000)
 _EXP32_TAYLOR = tuple(_F32(1.0 / f) for f in (1, 1, 2, 6, 24, 120, 720, 5040))
+_EXP32_FLOOR = _F32(-170.0)            # exp of anything lower is 0 in float32
 
 
 @_inline
 def _exp32(y):
-    """exp(y) for float32 -170 <= y <= 88, within about 1.5 ulp, in float32
-    arithmetic.
+    """exp(y) for float32 y <= 88, within about 1.5 ulp, in float32
+    arithmetic; 0 below -170, NaN for NaN.
 
     The same scheme as ``_exp`` with a degree-7 polynomial (truncation
     5.6e-9); two power-of-two factors keep subnormal results to one rounding.
     """
+    y = _EXP32_FLOOR if y < _EXP32_FLOOR else y    # NaN passes through
     kf = y * _INVLN2_32 + _SHIFTER32
     k = _as_int(kf) - _SHIFTER32_BITS
     kf -= _SHIFTER32
@@ -230,7 +231,6 @@ def gelu_erf_f64(x, out):
 
 
 _ERFC32_G32 = tuple(_F32(c) for c in _ERFC32_G)
-_EXP32_FLOOR = _F32(-170.0)            # exp32 of anything lower is 0 in float32
 
 
 @_jit
@@ -331,7 +331,7 @@ _LN2_32 = _F32(_LN2)
 def _expm1_nonpos32(t):
     """``_expm1_nonpos`` in float32 lanes (within about 2 ulps)."""
     p = _horner_step(_F32(0.0), _EXPM1_TAYLOR32, t)
-    e = _exp32(_EXP32_FLOOR if t < _EXP32_FLOOR else t) - _F32(1.0)
+    e = _exp32(t) - _F32(1.0)
     return p if t >= -_LN2_32 else e
 
 
@@ -349,8 +349,6 @@ def elu_f32(x, out, alpha, divisor, scale):
 # 1e-17 relative)
 _ATANH_SERIES = tuple(1.0 / (2 * j + 1) for j in range(11))
 _ATANH_PARTS = _in_parts(_ATANH_SERIES, 6)
-_LN2_HI_LOG = 0.6931471803691238     # as _LN2_HI; k * it is exact for |k| < 2**20
-_LN2_LO_LOG = 1.9082149292705877e-10
 _MANTISSA = 0x000FFFFFFFFFFFFF
 _ONE_BITS = 0x3FF0000000000000
 
@@ -372,7 +370,7 @@ def _log(s):
     f2 = f * f
     p = _horner_step(0.0, _ATANH_PARTS[0], f2)
     p = _horner_step(p, _ATANH_PARTS[1], f2)
-    return kf * _LN2_HI_LOG + (2.0 * f * p + kf * _LN2_LO_LOG)
+    return kf * _LN2_HI + (2.0 * f * p + kf * _LN2_LO)
 
 
 @_inline
@@ -399,8 +397,7 @@ def sigmoid_f32(x, out):
     to four; within 2.5 ulps)."""
     for i in range(x.size):
         v = x[i]
-        y = -abs(v)
-        e = _exp32(_EXP32_FLOOR if y < _EXP32_FLOOR else y)
+        e = _exp32(-abs(v))
         out[i] = (e if v < _F32(0.0) else _F32(1.0)) / (_F32(1.0) + e)
 
 
@@ -451,9 +448,7 @@ def swish_f32(x, out, beta):
         d = _fma(beta, v, -p)
         d = d if abs(d) < abs(p) else _F32(0.0)
         neg = p < _F32(0.0)
-        y = _F32(-0.5) * abs(p)
-        h = (_exp32(_EXP32_FLOOR if y < _EXP32_FLOOR else y)
-             * (_F32(1.0) + _F32(0.5) * (d if neg else -d)))
+        h = _exp32(_F32(-0.5) * abs(p)) * (_F32(1.0) + _F32(0.5) * (d if neg else -d))
         vc = -_BIG32 if v < -_BIG32 else (_BIG32 if v > _BIG32 else v)
         num = (vc * h) * h if neg else v
         out[i] = num / (_F32(1.0) + h * h)
@@ -565,16 +560,13 @@ def _shifted_exp(v, m):
     return _exp(d) * c
 
 
-_EXP32_MIN = _F32(-170.0)
-
-
 @_inline
 def _shifted_exp32(v, m):
-    """The same for float32, in float32 lanes with ``_exp32`` (within 2 ulps;
-    exp(-170) is 0 in float32).  LLVM vectorises this loop only when it
-    stores float32, so the caller's scratch row is float32."""
+    """The same for float32, in float32 lanes with ``_exp32`` (within 2
+    ulps).  LLVM vectorises this loop only when it stores float32, so the
+    caller's scratch row is float32."""
     d, c = _two_diff(v, m, _F32(1.0))
-    return _exp32(d if d > _EXP32_MIN else _EXP32_MIN) * c
+    return _exp32(d) * c
 
 
 @_inline

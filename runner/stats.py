@@ -240,9 +240,9 @@ class LayerStats:
             if self._carry_len == br:
                 self._reduce_into(self._totals, self._carry)
                 self._carry_len = 0
-        # Whole blocks straight from the input: no copy for float64 input.
+        # Whole blocks straight from the input (converted to float64, if at all, as they are reduced).
         while rows - pos >= br:
-            self._reduce_into(self._totals, self._as_float64(a[pos:pos + br]))
+            self._reduce_into(self._totals, a[pos:pos + br])
             pos += br
         if pos < rows:
             if self._carry is None:
@@ -392,8 +392,8 @@ class LayerStats:
         return a
 
     def _as_float64(self, block: np.ndarray) -> np.ndarray:
-        if block.dtype == np.float64 or _compiled_stats() is not None:
-            return block    # the compiled reduction reads float32 itself
+        if block.dtype == np.float64:
+            return block
         if self._conv is None:
             self._conv = np.empty((self.block_rows, self.n), dtype=np.float64)
         out = self._conv[:block.shape[0]]
@@ -406,7 +406,7 @@ class LayerStats:
         self._reduce_block(totals, x, self._edges)
 
     def _reduce_block(self, totals: _Totals, x: np.ndarray, edges: tuple[float, float]) -> None:
-        """Reduce one block (rows x n; C-contiguous float64 unless compiled) and append it to ``totals``."""
+        """Reduce one block (rows x n, float32 or float64) and append it to ``totals``."""
         blk = _Totals(self.n, self.bins)
         blk.rows = x.shape[0]
         kernels = _compiled_stats()
@@ -414,7 +414,7 @@ class LayerStats:
             flat = np.ascontiguousarray(x).reshape(-1)
             total, vmin, vmax = kernels.sum_min_max(flat)
         else:
-            flat = x.reshape(-1)
+            flat = self._as_float64(x).reshape(-1)    # C-contiguous
             total, vmin = float(flat.sum()), None
         if math.isfinite(total):
             values = flat
@@ -422,7 +422,7 @@ class LayerStats:
             # Rare path: some value is NaN/inf (or the sum overflowed).
             finite = np.isfinite(flat)
             blk.nonfinite = int(flat.size - np.count_nonzero(finite))
-            values = (flat[finite] if blk.nonfinite else flat).astype(np.float64)
+            values = (flat[finite] if blk.nonfinite else flat).astype(np.float64, copy=False)
             total, vmin = float(values.sum()), None
         size = values.size
         if size:
