@@ -76,10 +76,10 @@ _OPAQUE = "opaque"
 
 class _Spec:
     __slots__ = ("name", "fn", "kernel", "kind", "aliases", "defaults",
-                 "output_range", "formula", "check")
+                 "output_range", "formula", "check", "compiled")
 
     def __init__(self, name, fn, kernel, kind, aliases, defaults,
-                 output_range, formula, check):
+                 output_range, formula, check, compiled=None):
         self.name = name
         self.fn = fn
         self.kernel = kernel
@@ -89,6 +89,7 @@ class _Spec:
         self.output_range = output_range
         self.formula = formula
         self.check = check
+        self.compiled = compiled
 
 
 _REGISTRY: dict[str, _Spec] = registry_table({})
@@ -205,24 +206,32 @@ def _first_line(f: Callable) -> str:
 
 
 def _builtin(kind: str, *, aliases: tuple[str, ...] = (), output_range=None,
-             formula: str, check: Callable | None = None):
-    """Register ``kernel(x, out, **params)`` and return its public wrapper.
+             formula: str, check: Callable | None = None, compiled: Callable | None = None):
+    """Register the NumPy ``kernel(x, out, **params)`` and return its public wrapper.
 
     The kernel receives float32/float64 arrays of equal shape and dtype (``out``
     may be ``x`` itself, so a kernel reads every input it needs before its
     first write to ``out``) and runs with floating-point warnings silenced.
+
+    ``compiled(jit, dtype, **params)`` names the compiled loop of the same
+    function, ``(loop, *loop_params)`` from the module ``jit``
+    (``layers.compiled``), or None where there is none for ``dtype``; it is
+    used instead of the kernel whenever compiled kernels are available.
     """
     def deco(kernel: Callable) -> Callable:
         @functools.wraps(kernel)
         def public(x, out=None, **params):
+            unknown = params.keys() - spec.defaults.keys()
+            if unknown:
+                raise TypeError(f"{spec.name} got unexpected parameters {sorted(unknown)}")
             xw, ow, final = _begin(x, out)
-            with np.errstate(all="ignore"):
-                kernel(xw, ow, **params)
+            _run(spec, {**spec.defaults, **params}, xw, ow)
             return _end(ow, final)
 
-        defaults = _signature_defaults(kernel, 2)
-        _add_spec(_Spec(kernel.__name__, public, kernel, kind, tuple(aliases),
-                        defaults, _check_range(output_range), formula, check))
+        spec = _Spec(kernel.__name__, public, kernel, kind, tuple(aliases),
+                     _signature_defaults(kernel, 2), _check_range(output_range), formula, check,
+                     compiled)
+        _add_spec(spec)
         return public
     return deco
 
@@ -328,23 +337,50 @@ def _get_pool() -> concurrent.futures.ThreadPoolExecutor | None:
         return _pool
 
 
-def _run(spec: _Spec, params: dict, xw: np.ndarray, ow: np.ndarray) -> None:
-    kernel = spec.kernel
+def _chosen_kernel(spec: _Spec, params: dict, dt: np.dtype,
+                   bias: np.ndarray | None) -> Callable[[np.ndarray, np.ndarray, Any], None]:
+    """``kernel(x, out, bias)`` for one call: the compiled loop when there is
+    one (see ``compiled_kernels``), else the NumPy kernel after the bias."""
+    rows = spec.kind == _ROWWISE
+    jit = compiled_kernels() if spec.compiled is not None else None
+    chosen = spec.compiled(jit, dt, **params) if jit is not None else None
+    if chosen is not None:
+        loop, *loop_params = chosen
+        takes_bias = loop in jit.BIASED
+        return lambda x, out, b: _run_compiled(loop, x, out, *loop_params, rows=rows, bias=b,
+                                               takes_bias=takes_bias)
+
+    def numpy_kernel(x, out, b):
+        if b is not None:
+            np.add(x, b, out=out)
+            x = out
+        spec.kernel(x, out, **params)
+    return numpy_kernel
+
+
+def _run(spec: _Spec, params: dict, xw: np.ndarray, ow: np.ndarray,
+         bias: np.ndarray | None = None) -> None:
+    """act(xw + bias) into ``ow`` (``bias`` along the last axis, or None), in
+    cache-sized chunks on the thread pool when the input is large."""
+    if spec.kind == _ROWWISE and xw.ndim == 0:
+        raise ValueError(f"{spec.name} needs an input with at least one axis")
+    kernel = _chosen_kernel(spec, params, xw.dtype, bias)
     n = xw.size
     chunked = (n >= _PARALLEL_MIN and xw.flags.c_contiguous
                and ow.flags.c_contiguous)
-    if chunked and spec.kind == _ELEMENTWISE:
+    if chunked and spec.kind == _ELEMENTWISE and bias is None:
         xf, of = xw.reshape(-1), ow.reshape(-1)
         step = _CHUNK
         total = n
-    elif chunked and spec.kind == _ROWWISE and xw.ndim >= 2 and xw.shape[-1] > 0:
+    elif chunked and xw.ndim >= 2 and xw.shape[-1] > 0:
+        # row-wise functions, and the bias, need whole rows
         cols = xw.shape[-1]
         xf, of = xw.reshape(-1, cols), ow.reshape(-1, cols)
         step = max(1, _CHUNK // cols)
         total = xf.shape[0]
     else:
         with np.errstate(all="ignore"):
-            kernel(xw, ow, **params)
+            kernel(xw, ow, bias)
         return
 
     nchunks = -(-total // step)
@@ -360,7 +396,7 @@ def _run(spec: _Spec, params: dict, xw: np.ndarray, ow: np.ndarray) -> None:
                 if i >= nchunks:
                     return
                 start = i * step
-                kernel(xf[start:start + step], of[start:start + step], **params)
+                kernel(xf[start:start + step], of[start:start + step], bias)
 
     pool = _get_pool()
     if pool is None or nchunks == 1:
@@ -523,31 +559,79 @@ def allow_compiled(enabled: bool):
         _COMPILED = before
 
 
-def _run_compiled(kernel: Callable, x: np.ndarray, out: np.ndarray, *params,
-                  rows: bool = False) -> None:
-    """Run a compiled loop (``layers.compiled``) from ``x`` into ``out``, with
-    scalar ``params`` after the two arrays: elementwise loops take them flat,
-    row-wise ones (``rows``) as (rows, cols).
+def _run_compiled(loop: Callable, x: np.ndarray, out: np.ndarray, *params, rows: bool = False,
+                  bias: np.ndarray | None = None, takes_bias: bool = False) -> None:
+    """Run a compiled loop (``layers.compiled``): out = f(x + bias), with the
+    loop's scalar ``params`` after the arrays.  Row-wise loops (``rows``)
+    take (rows, cols) arrays, elementwise ones flat arrays.  Loops in
+    ``BIASED`` (``takes_bias``) take the bias too, as it is (row-wise) or
+    tiled (``_tiled_bias``), an empty one for none; for the other loops the
+    bias is added first, into a scratch buffer.
 
-    The loops take contiguous memory.  An elementwise loop also wants its
-    output separate: LLVM vectorises it only after a runtime check finds input
-    and output disjoint, and runs it scalar, about 4x slower, when they
-    overlap.  A row-wise loop reads a row whole before writing it, so it may
-    run in place.  Other overlaps and strided views go through a per-thread
-    scratch buffer and one copy, so results do not depend on the layout.
+    The loops take contiguous memory.  A loop with a bias may run in place.
+    An elementwise loop without one writes to a separate buffer: LLVM
+    vectorises it only after a check that input and output do not overlap
+    (in place it runs scalar, about 4x slower).  Other overlaps and strided
+    views go through a per-thread scratch buffer and one copy, so results
+    do not depend on the layout.
     """
     if x.size == 0:
         return
+    if bias is not None and not takes_bias:
+        x = np.add(x, bias, out=_scratch(x, 1))
+        bias = None
     shape = (-1, x.shape[-1]) if rows else (-1,)
-    in_place = rows and x.ctypes.data == out.ctypes.data
+    if takes_bias:
+        b = _no_bias(x.dtype) if bias is None else (bias if rows else _tiled_bias(bias))
+
+        def call(src, dst):
+            loop(src.reshape(shape), b, dst.reshape(shape), *params)
+    else:
+        def call(src, dst):
+            loop(src.reshape(shape), dst.reshape(shape), *params)
+    in_place_ok = (rows or bias is not None) and x.ctypes.data == out.ctypes.data
     if (x.flags.c_contiguous and out.flags.c_contiguous
-            and (in_place or not np.may_share_memory(x, out))):
-        kernel(x.reshape(shape), out.reshape(shape), *params)
+            and (in_place_ok or not np.may_share_memory(x, out))):
+        call(x, out)
         return
     src = np.ascontiguousarray(x)
     res = _scratch(src, 0)
-    kernel(src.reshape(shape), res.reshape(shape), *params)
+    call(src, res)
     np.copyto(out, res)
+
+
+_BIAS_ALIGN = 64      # elements: a multiple of every vector loop's step (16 lanes x 4)
+_BIAS_TILE_MAX = 4096
+
+
+def _tiled_bias(bias: np.ndarray) -> np.ndarray:
+    """``bias`` repeated over k rows, k * cols a multiple of ``_BIAS_ALIGN``
+    where that stays within ``_BIAS_TILE_MAX`` elements (else k = 1), in a
+    per-thread buffer.  A compiled loop runs a vector loop per tile and
+    finishes each with scalar steps: for 100 columns those would be 4 of
+    every 100 elements, 0.2-0.4 ns each of sigmoid's 1.1 ns per element."""
+    cols = bias.size
+    k = _BIAS_ALIGN // math.gcd(cols, _BIAS_ALIGN)
+    if cols * k > _BIAS_TILE_MAX:
+        return bias
+    tile = _thread_buffer((bias.dtype.char, "bias"), np.broadcast_to(bias, (k, cols)), bias.dtype,
+                          lambda _, dt: np.empty(_BIAS_TILE_MAX, dt))
+    np.copyto(tile, bias)
+    return tile.reshape(-1)
+
+
+@functools.cache
+def _no_bias(dt: np.dtype) -> np.ndarray:
+    """The empty bias that tells a compiled loop to evaluate f(x).  (Left
+    writeable: numba compiles read-only arrays as another type.)"""
+    return np.empty(0, dt)
+
+
+def _bias_for(xw: np.ndarray, bias) -> np.ndarray:
+    """``bias`` as a contiguous vector of ``xw``'s dtype along its last axis."""
+    if xw.ndim == 0 or np.shape(bias) != xw.shape[-1:]:
+        raise ValueError(f"bias has shape {np.shape(bias)}, expected {xw.shape[-1:]}")
+    return np.ascontiguousarray(bias, dtype=xw.dtype)
 
 
 # --------------------------------------------------------------------------
@@ -599,15 +683,21 @@ class Activation:
         """The underlying registered function."""
         return self._spec.fn
 
-    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Apply the activation; write into ``out`` (which may be ``x``) if given."""
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None, *,
+                 bias: np.ndarray | None = None) -> np.ndarray:
+        """Apply the activation; write into ``out`` (which may be ``x``) if given.
+
+        With ``bias`` (shape ``(x.shape[-1],)``) the result is act(x + bias),
+        the sum rounded to the result's dtype first, in one pass over memory
+        where a compiled loop is available: a layer's ``u = x @ w + b`` and
+        its activation, without the separate pass for ``+ b``.
+        """
         spec = self._spec
         if spec.kernel is None:
-            return self._call_user(x, out)
+            return self._call_user(x if bias is None else np.add(x, bias), out)
         xw, ow, final = _begin(x, out)
-        if spec.kind == _ROWWISE and xw.ndim == 0:
-            raise ValueError(f"{spec.name} needs an input with at least one axis")
-        _run(spec, self._params, xw, ow)
+        b = None if bias is None else _bias_for(xw, bias)
+        _run(spec, self._params, xw, ow, b)
         return _end(ow, final)
 
     forward = __call__
@@ -914,7 +1004,8 @@ def step(x, out):
         out[nan] = np.nan
 
 
-@_builtin(_ELEMENTWISE, aliases=("linear",), formula="x")
+@_builtin(_ELEMENTWISE, aliases=("linear",), formula="x",
+          compiled=lambda jit, dt: (jit.identity,))
 def identity(x, out):
     """Identity: identity(x) = x."""
     if out is not x:
@@ -974,7 +1065,8 @@ def _sigmoid_into(x: np.ndarray, out: np.ndarray) -> None:
 
 
 @_builtin(_ELEMENTWISE, aliases=("logistic", "expit"), output_range=(0.0, 1.0),
-          formula="1 / (1 + exp(-x))")
+          formula="1 / (1 + exp(-x))",
+          compiled=lambda jit, dt: (jit.sigmoid if dt == _F64 else jit.sigmoid_f32,))
 def sigmoid(x, out):
     """Logistic sigmoid: sigmoid(x) = 1 / (1 + exp(-x)).
 
@@ -982,10 +1074,6 @@ def sigmoid(x, out):
     would overflow: relative accuracy in both tails, including subnormal
     results.
     """
-    jit = compiled_kernels()
-    if jit is not None:
-        _run_compiled(jit.sigmoid if x.dtype == _F64 else jit.sigmoid_f32, x, out)
-        return
     _sigmoid_into(x, out)
 
 
@@ -1011,13 +1099,10 @@ def _softplus_parts(x: np.ndarray) -> np.ndarray:
     return t
 
 
-@_builtin(_ELEMENTWISE, aliases=("logsigmoid",), formula="log(1 / (1 + exp(-x)))")
+@_builtin(_ELEMENTWISE, aliases=("logsigmoid",), formula="log(1 / (1 + exp(-x)))",
+          compiled=lambda jit, dt: (jit.softplus, -1.0))
 def log_sigmoid(x, out):
     """Log-sigmoid: log_sigmoid(x) = -softplus(-x) = min(x, 0) - log1p(exp(-|x|))."""
-    jit = compiled_kernels()
-    if jit is not None:
-        _run_compiled(jit.softplus, x, out, -1.0)
-        return
     t = _softplus_parts(x)
     _min0_into(x, out)
     out -= t
@@ -1077,17 +1162,14 @@ def _tanh_into(x: np.ndarray, out: np.ndarray) -> None:
     np.add(big, p, out=out)
 
 
-@_builtin(_ELEMENTWISE, output_range=(-1.0, 1.0), formula="tanh(x)")
+@_builtin(_ELEMENTWISE, output_range=(-1.0, 1.0), formula="tanh(x)",
+          compiled=lambda jit, dt: (jit.tanh,) if dt == _F64 else None)
 def tanh(x, out):
     """Hyperbolic tangent: tanh(x) = (exp(x) - exp(-x)) / (exp(x) + exp(-x)).
 
     float64 runs compiled when numba is installed (NumPy's float64 loop is
     slower than PyTorch's on CPUs without AVX-512; its float32 loop is not).
     """
-    jit = compiled_kernels()
-    if jit is not None and x.dtype == _F64:
-        _run_compiled(jit.tanh, x, out)
-        return
     _tanh_into(x, out)
 
 
@@ -1115,7 +1197,8 @@ def _horner_into(coef, v: np.ndarray, acc: np.ndarray) -> np.ndarray:
     return acc
 
 
-@_builtin(_ELEMENTWISE, aliases=("tanhshrink",), formula="x - tanh(x)")
+@_builtin(_ELEMENTWISE, aliases=("tanhshrink",), formula="x - tanh(x)",
+          compiled=lambda jit, dt: (jit.tanh_shrink,))
 def tanh_shrink(x, out):
     """Tanh shrink: tanh_shrink(x) = x - tanh(x).
 
@@ -1126,10 +1209,6 @@ def tanh_shrink(x, out):
     small + (|x| >= 1.5) * (big - small) is exactly ``small`` inside.
     Compiled when numba is installed.
     """
-    jit = compiled_kernels()
-    if jit is not None:
-        _run_compiled(jit.tanh_shrink, x, out)
-        return
     f64 = x.dtype == _F64
     big = _scratch(x, 5)
     _tanh_into(x, big)                   # slots 0-4
@@ -1152,21 +1231,26 @@ def tanh_shrink(x, out):
     np.add(num, big, out=out)
 
 
+def _clip_compiled(jit, dt: np.dtype, lo: float, hi: float) -> tuple:
+    return (jit.clip, dt.type(lo), dt.type(hi))
+
+
 @_builtin(_ELEMENTWISE, aliases=("hardtanh",), output_range=(-1.0, 1.0),
-          formula="clip(x, -1, 1)")
+          formula="clip(x, -1, 1)", compiled=lambda jit, dt: _clip_compiled(jit, dt, -1.0, 1.0))
 def hard_tanh(x, out):
     """Hard tanh: hard_tanh(x) = clip(x, -1, 1)."""
     np.clip(x, -1.0, 1.0, out=out)
 
 
-@_builtin(_ELEMENTWISE, aliases=("relu",), formula="max(x, 0)")
+@_builtin(_ELEMENTWISE, aliases=("relu",), formula="max(x, 0)",
+          compiled=lambda jit, dt: _clip_compiled(jit, dt, 0.0, np.inf))
 def ReLU(x, out):
     """Rectified linear unit: ReLU(x) = max(x, 0)."""
     _max0_into(x, out)
 
 
 @_builtin(_ELEMENTWISE, aliases=("relu_6",), output_range=(0.0, 6.0),
-          formula="min(max(x, 0), 6)")
+          formula="min(max(x, 0), 6)", compiled=lambda jit, dt: _clip_compiled(jit, dt, 0.0, 6.0))
 def ReLU6(x, out):
     """ReLU capped at 6: ReLU6(x) = min(max(x, 0), 6)."""
     np.clip(x, 0.0, 6.0, out=out)
@@ -1293,18 +1377,18 @@ def _softmax_exact(x: np.ndarray, out: np.ndarray, neg: bool) -> None:
     np.divide(e, s, out=out)
 
 
+def _softmax_compiled(jit, dt: np.dtype, neg: bool) -> tuple:
+    return (jit.softmax_f64 if dt == _F64 else jit.softmax_f32, neg)
+
+
 def _softmax_into(x: np.ndarray, out: np.ndarray, neg: bool) -> None:
-    jit = compiled_kernels()
-    if jit is not None:
-        _run_compiled(jit.softmax_f64 if x.dtype == _F64 else jit.softmax_f32, x, out, neg,
-                      rows=True)
-        return
     _by_rows(x, out, functools.partial(_softmax_fast, neg=neg),
              functools.partial(_softmax_exact, neg=neg))
 
 
 @_builtin(_ROWWISE, output_range=(0.0, 1.0),
-          formula="exp(x_i) / sum_j exp(x_j) over the last axis")
+          formula="exp(x_i) / sum_j exp(x_j) over the last axis",
+          compiled=lambda jit, dt: _softmax_compiled(jit, dt, neg=False))
 def softmax(x, out):
     """Softmax over the last axis: softmax(x)_i = exp(x_i) / sum_j exp(x_j).
 
@@ -1318,7 +1402,8 @@ def softmax(x, out):
 
 
 @_builtin(_ROWWISE, output_range=(0.0, 1.0),
-          formula="exp(-x_i) / sum_j exp(-x_j) over the last axis")
+          formula="exp(-x_i) / sum_j exp(-x_j) over the last axis",
+          compiled=lambda jit, dt: _softmax_compiled(jit, dt, neg=True))
 def softmin(x, out):
     """Softmin over the last axis: softmin(x)_i = exp(-x_i) / sum_j exp(-x_j) = softmax(-x)_i."""
     _softmax_into(x, out, neg=True)
@@ -1370,7 +1455,8 @@ def _log_softmax_exact(x: np.ndarray, out: np.ndarray) -> None:
 
 
 @_builtin(_ROWWISE, aliases=("logsoftmax",),
-          formula="x_i - log(sum_j exp(x_j)) over the last axis")
+          formula="x_i - log(sum_j exp(x_j)) over the last axis",
+          compiled=lambda jit, dt: (jit.log_softmax_f64 if dt == _F64 else jit.log_softmax_f32,))
 def log_softmax(x, out):
     """Log-softmax over the last axis: log_softmax(x)_i = x_i - log(sum_j exp(x_j)).
 
@@ -1381,21 +1467,13 @@ def log_softmax(x, out):
     exp(x_j) * exp(-m).  The compiled loop (see ``compiled_kernels``) always
     shifts, carrying x_j - m exactly as ``softmax`` does.
     """
-    jit = compiled_kernels()
-    if jit is not None:
-        _run_compiled(jit.log_softmax_f64 if x.dtype == _F64 else jit.log_softmax_f32, x, out,
-                      rows=True)
-        return
     _by_rows(x, out, _log_softmax_fast, _log_softmax_exact, with_max=True)
 
 
-@_builtin(_ELEMENTWISE, formula="log(1 + exp(x))")
+@_builtin(_ELEMENTWISE, formula="log(1 + exp(x))",
+          compiled=lambda jit, dt: (jit.softplus, 1.0))
 def softplus(x, out):
     """Softplus: softplus(x) = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))."""
-    jit = compiled_kernels()
-    if jit is not None:
-        _run_compiled(jit.softplus, x, out, 1.0)
-        return
     t = _softplus_parts(x)
     _max0_into(x, out)
     out += t
@@ -1524,7 +1602,8 @@ def hard_sigmoid(x, out, slope=0.2, offset=0.5):
 
 
 @_builtin(_ELEMENTWISE, aliases=("hardshrink",), formula="x if |x| > lambda_ else 0",
-          check=_check_lambda)
+          check=_check_lambda,
+          compiled=lambda jit, dt, lambda_: (jit.hard_shrink, dt.type(lambda_)))
 def hard_shrink(x, out, lambda_=0.5):
     """Hard shrink: hard_shrink(x) = x if |x| > lambda_ else 0."""
     # x * (|x| > lambda_), NaN * 0 being NaN; the mask is written as 0.0/1.0
@@ -1536,7 +1615,8 @@ def hard_shrink(x, out, lambda_=0.5):
 
 
 @_builtin(_ELEMENTWISE, aliases=("softshrink",),
-          formula="x - clip(x, -lambda_, lambda_)", check=_check_lambda)
+          formula="x - clip(x, -lambda_, lambda_)", check=_check_lambda,
+          compiled=lambda jit, dt, lambda_: (jit.soft_shrink, dt.type(lambda_)))
 def soft_shrink(x, out, lambda_=0.5):
     """Soft shrink: soft_shrink(x) = sign(x) * max(|x| - lambda_, 0) = x - clip(x, -lambda_, lambda_)."""
     t = _scratch(x, 0)
@@ -1544,7 +1624,13 @@ def soft_shrink(x, out, lambda_=0.5):
     np.subtract(x, t, out=out)
 
 
-@_builtin(_ELEMENTWISE, formula="x if x > threshold else value")
+def _threshold_compiled(jit, dt: np.dtype, threshold: float, value: float) -> tuple:
+    if value == threshold:
+        return _clip_compiled(jit, dt, threshold, np.inf)
+    return (jit.threshold, dt.type(threshold), dt.type(value))
+
+
+@_builtin(_ELEMENTWISE, formula="x if x > threshold else value", compiled=_threshold_compiled)
 def threshold(x, out, threshold=0.0, value=0.0):
     """Threshold: threshold(x) = x if x > threshold else value (NaN stays NaN)."""
     if value == threshold:
@@ -1571,7 +1657,8 @@ def _leaky_into(x: np.ndarray, out: np.ndarray, alpha: float) -> None:
         out += t
 
 
-@_builtin(_ELEMENTWISE, aliases=("lrelu",), formula="x if x > 0 else alpha * x")
+@_builtin(_ELEMENTWISE, aliases=("lrelu",), formula="x if x > 0 else alpha * x",
+          compiled=lambda jit, dt, alpha: (jit.leaky, dt.type(alpha)))
 def leaky_ReLU(x, out, alpha=0.01):
     """Leaky ReLU: leaky_ReLU(x) = x if x > 0 else alpha * x.
 
@@ -1619,14 +1706,14 @@ def _expm1_nonpos_into(t: np.ndarray) -> None:
     np.add(big, small, out=t)
 
 
+def _elu_compiled(jit, dt: np.dtype, alpha, divisor=1.0, scale=None) -> tuple:
+    # the parameters in x's dtype, as the NumPy kernel below uses them
+    params = [dt.type(v) for v in (alpha, divisor, 1.0 if scale is None else scale)]
+    return (jit.elu if dt == _F64 else jit.elu_f32, *params)
+
+
 def _elu_into(x, out, alpha, divisor=1.0, scale=None):
     """out = scale * max(x, 0) + alpha * expm1(min(x, 0) / divisor)."""
-    jit = compiled_kernels()
-    if jit is not None:
-        # the parameters in x's dtype, as the NumPy kernel below uses them
-        params = [x.dtype.type(v) for v in (alpha, divisor, 1.0 if scale is None else scale)]
-        _run_compiled(jit.elu if x.dtype == _F64 else jit.elu_f32, x, out, *params)
-        return
     t = _scratch(x, 0)
     _min0_into(x, t)
     if divisor != 1.0:
@@ -1639,7 +1726,8 @@ def _elu_into(x, out, alpha, divisor=1.0, scale=None):
     out += t
 
 
-@_builtin(_ELEMENTWISE, formula="x if x > 0 else alpha * (exp(x) - 1)")
+@_builtin(_ELEMENTWISE, formula="x if x > 0 else alpha * (exp(x) - 1)",
+          compiled=_elu_compiled)
 def ELU(x, out, alpha=1.0):
     """Exponential linear unit: ELU(x) = x if x > 0 else alpha * (exp(x) - 1) (expm1).
 
@@ -1652,7 +1740,9 @@ _SELU_SCALE = 1.0507009873554805
 _SELU_ALPHA = 1.6732632423543772
 
 
-@_builtin(_ELEMENTWISE, formula="scale * (x if x > 0 else alpha * (exp(x) - 1))")
+@_builtin(_ELEMENTWISE, formula="scale * (x if x > 0 else alpha * (exp(x) - 1))",
+          compiled=lambda jit, dt: _elu_compiled(jit, dt, _SELU_SCALE * _SELU_ALPHA,
+                                                 scale=_SELU_SCALE))
 def SELU(x, out):
     """Scaled ELU: SELU(x) = scale * (x if x > 0 else alpha * (exp(x) - 1)).
 
@@ -1664,7 +1754,8 @@ def SELU(x, out):
 
 
 @_builtin(_ELEMENTWISE, formula="max(x, 0) + min(0, alpha * (exp(x / alpha) - 1))",
-          check=_check_celu)
+          check=_check_celu,
+          compiled=lambda jit, dt, alpha: _elu_compiled(jit, dt, alpha, divisor=alpha))
 def CELU(x, out, alpha=1.0):
     """Continuously differentiable ELU: CELU(x) = max(x, 0) + min(0, alpha * (exp(x / alpha) - 1)).
 
@@ -1693,15 +1784,12 @@ def _x_sigmoid_into(x: np.ndarray, out: np.ndarray, beta: float) -> None:
         out[tail] = _x_exp_tail(xt, beta)
 
 
+def _swish_compiled(jit, dt: np.dtype, beta: float) -> tuple:
+    return (jit.swish, beta) if dt == _F64 else (jit.swish_f32, np.float32(beta))
+
+
 def _swish_into(x: np.ndarray, out: np.ndarray, beta: float) -> None:
     """out = x * sigmoid(beta * x), accurate also when beta*x is not exact."""
-    jit = compiled_kernels()
-    if jit is not None:
-        if x.dtype == _F64:
-            _run_compiled(jit.swish, x, out, beta)
-        else:
-            _run_compiled(jit.swish_f32, x, out, np.float32(beta))
-        return
     if beta == 0.0:
         np.multiply(x, 0.5, out=out)
         return
@@ -1741,7 +1829,8 @@ def _swish_into(x: np.ndarray, out: np.ndarray, beta: float) -> None:
         out[tail] = r
 
 
-@_builtin(_ELEMENTWISE, aliases=("swish",), formula="x * sigmoid(beta * x)")
+@_builtin(_ELEMENTWISE, aliases=("swish",), formula="x * sigmoid(beta * x)",
+          compiled=_swish_compiled)
 def Swish(x, out, beta=1.0):
     """Swish: Swish(x) = x * sigmoid(beta * x).
 
@@ -1992,9 +2081,15 @@ def _gelu_tanh32_into(x: np.ndarray, out: np.ndarray) -> None:
     np.copyto(out, a, casting="same_kind")
 
 
+def _gelu_compiled(jit, dt: np.dtype, approximate: str) -> tuple:
+    if approximate == "tanh":
+        return (jit.gelu_tanh_f64 if dt == _F64 else jit.gelu_tanh_f32,)
+    return (jit.gelu_erf_f64 if dt == _F64 else jit.gelu_erf_f32,)
+
+
 @_builtin(_ELEMENTWISE, aliases=("gelu",),
           formula="x * Phi(x) = x/2 * (1 + erf(x / sqrt(2)))",
-          check=_check_gelu)
+          check=_check_gelu, compiled=_gelu_compiled)
 def GELU(x, out, approximate="none"):
     """Gaussian error linear unit: GELU(x) = x * Phi(x) = 0.5 * x * erfc(-x / sqrt(2)).
 
@@ -2017,12 +2112,6 @@ def GELU(x, out, approximate="none"):
     ``_gelu_tanh32_into``) and 2.9 eps (float64, near x = -21.1, see
     ``_gelu_tanh64_into``).
     """
-    jit = compiled_kernels()
-    if jit is not None:
-        kernel = {(False, True): jit.gelu_erf_f64, (False, False): jit.gelu_erf_f32,
-                  (True, True): jit.gelu_tanh_f64, (True, False): jit.gelu_tanh_f32}
-        _run_compiled(kernel[approximate == "tanh", x.dtype == _F64], x, out)
-        return
     if approximate != "tanh" and x.dtype != _F64:
         _gelu_erf32_into(x, out)
         return
@@ -2035,7 +2124,8 @@ def GELU(x, out, approximate="none"):
         _gelu_erf64_into(x, out)
 
 
-@_builtin(_ELEMENTWISE, aliases=("silu", "swish1"), formula="x * sigmoid(x)")
+@_builtin(_ELEMENTWISE, aliases=("silu", "swish1"), formula="x * sigmoid(x)",
+          compiled=lambda jit, dt: _swish_compiled(jit, dt, 1.0))
 def SiLU(x, out):
     """Sigmoid linear unit: SiLU(x) = x * sigmoid(x) (Swish with beta = 1)."""
     _swish_into(x, out, 1.0)
@@ -2053,7 +2143,8 @@ def hard_swish(x, out):
     np.multiply(x, t, out=out)
 
 
-@_builtin(_ELEMENTWISE, formula="x if x > 0 else init * x")
+@_builtin(_ELEMENTWISE, formula="x if x > 0 else init * x",
+          compiled=lambda jit, dt, init: (jit.leaky, dt.type(init)))
 def PReLU(x, out, init=0.25):
     """Parametric ReLU with a fixed slope: PReLU(x) = x if x > 0 else init * x.
 
@@ -2064,7 +2155,8 @@ def PReLU(x, out, init=0.25):
 
 
 @_builtin(_ELEMENTWISE, formula="x if x > 0 else (lower + upper) / 2 * x",
-          check=_check_rrelu)
+          check=_check_rrelu,
+          compiled=lambda jit, dt, lower, upper: (jit.leaky, dt.type((lower + upper) / 2.0)))
 def RReLU(x, out, lower=0.125, upper=1.0 / 3.0):
     """Randomised leaky ReLU in evaluation mode: RReLU(x) = x if x > 0 else (lower + upper) / 2 * x.
 

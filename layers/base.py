@@ -94,6 +94,7 @@ class BaseLayer:
     def _blocks(self, x: np.ndarray, out: np.ndarray | None, *, activate: bool) -> np.ndarray:
         # Row blocks of a fixed size make the result independent of the thread count (see
         # layers.blocks); each block is multiplied, shifted and activated while it is in cache.
+        # The activation adds the bias itself: with a compiled loop, + b and act are one pass.
         if self.keep_input:
             self.x = x.copy()
         u = np.empty((x.shape[0], self.n), dtype=self.dtype) if out is None else out
@@ -102,9 +103,10 @@ class BaseLayer:
         def work(start: int, stop: int) -> None:
             block = u[start:stop]
             np.matmul(x[start:stop], w, out=block)
-            block += b
             if activate:
-                act(block, out=block)
+                act(block, out=block, bias=b)
+            else:
+                block += b
 
         for_each_block(x.shape[0], block_rows(self.n), work)
         return u

@@ -658,7 +658,11 @@ COMPILED = [("GELU", {}), ("GELU", {"approximate": "tanh"}), ("ELU", {}), ("ELU"
             ("SELU", {}), ("CELU", {}), ("CELU", {"alpha": 2.5}), ("sigmoid", {}),
             ("softplus", {}), ("log_sigmoid", {}), ("tanh", {}), ("SiLU", {}),
             ("Swish", {"beta": 0.3}), ("Swish", {"beta": -1.7}), ("Swish", {"beta": 4.0}),
-            ("tanh_shrink", {}), ("softmax", {}), ("softmin", {}), ("log_softmax", {})]
+            ("tanh_shrink", {}), ("softmax", {}), ("softmin", {}), ("log_softmax", {}),
+            ("identity", {}), ("ReLU", {}), ("ReLU6", {}), ("hard_tanh", {}),
+            ("leaky_ReLU", {"alpha": 0.3}), ("leaky_ReLU", {"alpha": 2.5}), ("PReLU", {}),
+            ("RReLU", {}), ("threshold", {}), ("threshold", {"threshold": 0.7, "value": -2.5}),
+            ("hard_shrink", {}), ("soft_shrink", {"lambda_": 1.3})]
 
 
 @pytest.fixture(params=["numpy", "compiled"])
@@ -1021,3 +1025,50 @@ def test_first_threaded_call_loads_the_compiled_kernels_once_for_all_chunks():
                           env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "0"
+
+
+def _bias_case(dtype, rows=37, cols=13):
+    """Inputs of every scale with zeros, infinities and NaN, and a bias."""
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((rows, cols)) * np.exp(rng.uniform(-6, 6, (rows, cols)))
+    x[0, :6] = [0.0, -0.0, np.inf, -np.inf, np.nan, 3.0]
+    b = rng.standard_normal(cols) * 2.0
+    b[1] = -3.0                          # x + b = 0 in row 0
+    return x.astype(dtype), b.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name,params", ALL_CASES, ids=[f"{n}{p}" for n, p in ALL_CASES])
+def test_bias_gives_the_activation_of_the_rounded_sum_on_each_path(name, params, dtype,
+                                                                      kernel_path):
+    # act(x, bias=b) is act(x + b) with x + b rounded to the dtype, bit for bit, whether
+    # a compiled loop adds the bias or it is added first; in place, strided, 1-D and in
+    # chunks on the thread pool alike
+    act = get_act(name, **params)
+    x, b = _bias_case(dtype)
+    with np.errstate(all="ignore"):
+        want = act(x + b)
+        np.testing.assert_array_equal(act(x, bias=b), want)
+        y = x.copy()
+        assert act(y, out=y, bias=b) is y
+        np.testing.assert_array_equal(y, want)
+        np.testing.assert_array_equal(act(np.repeat(x, 2, axis=1)[:, ::2], bias=b), want)
+        np.testing.assert_array_equal(act(x[3], bias=b), act(x[3] + b))
+        big, bb = _bias_case(dtype, rows=2600, cols=101)     # over the pool's threshold
+        np.testing.assert_array_equal(act(big, bias=bb), act(big + bb))
+
+
+def test_bias_of_the_wrong_shape_is_refused():
+    act = get_act("ReLU")
+    with pytest.raises(ValueError, match=r"bias has shape \(3,\), expected \(4,\)"):
+        act(np.ones((2, 4)), bias=np.ones(3))
+    with pytest.raises(ValueError, match="bias has shape"):
+        act(np.float64(1.0), bias=np.ones(1))
+
+
+def test_bias_reaches_user_activations():
+    name = "bias_probe_square"
+    register_activation(lambda x: x * x, name=name)
+    np.testing.assert_array_equal(get_act(name)(np.array([[1.0, 2.0]]), bias=np.array([0.5, -3.0])),
+                                  [[2.25, 1.0]])
+
