@@ -21,10 +21,13 @@ Three details make the loops fast and keep them exact:
 * sums and extrema over a row use ``_add_reassoc``, ``_maximum`` and
   ``_minimum``, which LLVM may reorder into per-lane partial results.
 
-Elementwise kernels take flat arrays ``(x, out, *params)``, row-wise ones
-2-D arrays; ``activations._run_compiled`` calls both.  This module imports numba at import time; ``layers.activations``
-imports it only when one of these activations is first evaluated, and only
-if numba is installed (see ``activations.compiled_kernels``).
+Elementwise kernels are a scalar function and its loop over flat arrays,
+``(x, out, *params)``; the piecewise-linear ones and the row-wise ones (2-D
+arrays) also take a layer's bias, ``(x, b, out, *params)`` (``BIASED``).
+``activations._run_compiled`` calls them all.  This module imports numba at
+import time; ``layers.activations`` imports it only when one of these
+activations is first evaluated, and only if numba is installed (see
+``activations.compiled_kernels``).
 """
 
 from __future__ import annotations

@@ -415,7 +415,8 @@ class LayerStats:
             total, vmin, vmax = kernels.sum_min_max(flat)
         else:
             flat = self._as_float64(x).reshape(-1)    # C-contiguous
-            total, vmin = float(flat.sum()), None
+            with np.errstate(invalid="ignore", over="ignore"):   # +inf and -inf: NaN, handled below
+                total, vmin = float(flat.sum()), None
         if math.isfinite(total):
             values = flat
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 import math
 
 import numpy as np
@@ -182,6 +183,16 @@ def test_nonfinite_values_are_excluded():
     assert sum(res["hist"]["counts"]) == res["count"] - 4
     assert_matches_reference(res, reference(data, res["hist"]["edges"], (-3.0, 3.0)))
     json.dumps(res, allow_nan=False)
+
+
+def test_a_block_with_both_infinities_is_reduced_without_warnings():
+    # +inf + -inf is NaN in the block's sum: the rare path must take over silently
+    data = np.array([[np.inf, 1.0], [-np.inf, 3.0], [2.0, 4.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = feed(LayerStats(2, block_rows=4), data).result()
+    assert res["nonfinite"] == 2 and res["count"] == 6 and res["mean"] == 2.5
+    assert res["min"] == 1.0 and res["max"] == 4.0
 
 
 def test_all_nonfinite_gives_none():
