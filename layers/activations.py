@@ -607,9 +607,9 @@ _BIAS_TILE_MAX = 4096
 def _tiled_bias(bias: np.ndarray) -> np.ndarray:
     """``bias`` repeated over k rows, k * cols a multiple of ``_BIAS_ALIGN``
     where that stays within ``_BIAS_TILE_MAX`` elements (else k = 1), in a
-    per-thread buffer.  A compiled loop runs a vector loop per tile and
-    finishes each with scalar steps: for 100 columns those would be 4 of
-    every 100 elements, 0.2-0.4 ns each of sigmoid's 1.1 ns per element."""
+    per-thread buffer.  A biased loop runs its vector loop once per tile and
+    ends each tile with scalar steps for what is left: none for such a tile,
+    where a 100-column row would leave 4 of its 100 elements."""
     cols = bias.size
     k = _BIAS_ALIGN // math.gcd(cols, _BIAS_ALIGN)
     if cols * k > _BIAS_TILE_MAX:
