@@ -578,8 +578,14 @@ def _run_compiled(loop: Callable, x: np.ndarray, out: np.ndarray, *params, rows:
     if x.size == 0:
         return
     if bias is not None and not takes_bias:
-        x = np.add(x, bias, out=_scratch(x, 1))
-        bias = None
+        # x + bias by the compiled identity loop: NumPy's broadcast add runs one short
+        # inner loop per row (0.4-0.5 ns per element on 100 columns, against 0.2-0.3)
+        summed = _scratch(x, 1)
+        if x.flags.c_contiguous:
+            compiled_kernels().identity(x.reshape(-1), _tiled_bias(bias), summed.reshape(-1))
+        else:
+            np.add(x, bias, out=summed)
+        x, bias = summed, None
     shape = (-1, x.shape[-1]) if rows else (-1,)
     if takes_bias:
         b = _no_bias(x.dtype) if bias is None else (bias if rows else _tiled_bias(bias))
@@ -1099,8 +1105,13 @@ def _softplus_parts(x: np.ndarray) -> np.ndarray:
     return t
 
 
+def _softplus_compiled(jit, dt: np.dtype, sign: float) -> tuple:
+    # sign 1: softplus; -1: log_sigmoid (see layers.compiled._softplus)
+    return (jit.softplus, sign) if dt == _F64 else (jit.softplus_f32, np.float32(sign))
+
+
 @_builtin(_ELEMENTWISE, aliases=("logsigmoid",), formula="log(1 / (1 + exp(-x)))",
-          compiled=lambda jit, dt: (jit.softplus, -1.0))
+          compiled=lambda jit, dt: _softplus_compiled(jit, dt, -1.0))
 def log_sigmoid(x, out):
     """Log-sigmoid: log_sigmoid(x) = -softplus(-x) = min(x, 0) - log1p(exp(-|x|))."""
     t = _softplus_parts(x)
@@ -1471,7 +1482,7 @@ def log_softmax(x, out):
 
 
 @_builtin(_ELEMENTWISE, formula="log(1 + exp(x))",
-          compiled=lambda jit, dt: (jit.softplus, 1.0))
+          compiled=lambda jit, dt: _softplus_compiled(jit, dt, 1.0))
 def softplus(x, out):
     """Softplus: softplus(x) = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))."""
     t = _softplus_parts(x)
