@@ -337,16 +337,26 @@ def _get_pool() -> concurrent.futures.ThreadPoolExecutor | None:
         return _pool
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled_choice(spec: _Spec, params: tuple, dt: np.dtype, jit) -> tuple | None:
+    """(loop, loop params, whether it takes the bias) from ``spec.compiled``, or None;
+    cached, as layers call their activation once per row block."""
+    chosen = spec.compiled(jit, dt, **dict(params))
+    if chosen is None:
+        return None
+    loop, *loop_params = chosen
+    return loop, tuple(loop_params), loop in jit.BIASED
+
+
 def _chosen_kernel(spec: _Spec, params: dict, dt: np.dtype,
                    bias: np.ndarray | None) -> Callable[[np.ndarray, np.ndarray, Any], None]:
     """``kernel(x, out, bias)`` for one call: the compiled loop when there is
     one (see ``compiled_kernels``), else the NumPy kernel after the bias."""
-    rows = spec.kind == _ROWWISE
     jit = compiled_kernels() if spec.compiled is not None else None
-    chosen = spec.compiled(jit, dt, **params) if jit is not None else None
+    chosen = None if jit is None else _compiled_choice(spec, tuple(params.items()), dt, jit)
     if chosen is not None:
-        loop, *loop_params = chosen
-        takes_bias = loop in jit.BIASED
+        loop, loop_params, takes_bias = chosen
+        rows = spec.kind == _ROWWISE
         return lambda x, out, b: _run_compiled(loop, x, out, *loop_params, rows=rows, bias=b,
                                                takes_bias=takes_bias)
 
@@ -595,7 +605,7 @@ def _run_compiled(loop: Callable, x: np.ndarray, out: np.ndarray, *params, rows:
     else:
         def call(src, dst):
             loop(src.reshape(shape), dst.reshape(shape), *params)
-    in_place_ok = (rows or bias is not None) and x.ctypes.data == out.ctypes.data
+    in_place_ok = (rows or bias is not None) and (x is out or _same_memory(x, out))
     if (x.flags.c_contiguous and out.flags.c_contiguous
             and (in_place_ok or not np.may_share_memory(x, out))):
         call(x, out)
@@ -620,10 +630,13 @@ def _tiled_bias(bias: np.ndarray) -> np.ndarray:
     k = _BIAS_ALIGN // math.gcd(cols, _BIAS_ALIGN)
     if cols * k > _BIAS_TILE_MAX:
         return bias
-    tile = _thread_buffer((bias.dtype.char, "bias"), np.broadcast_to(bias, (k, cols)), bias.dtype,
-                          lambda _, dt: np.empty(_BIAS_TILE_MAX, dt))
-    np.copyto(tile, bias)
-    return tile.reshape(-1)
+    tiles = _tls.__dict__.setdefault("bias_tiles", {})
+    buf = tiles.get(bias.dtype.char)
+    if buf is None:
+        buf = tiles[bias.dtype.char] = np.empty(_BIAS_TILE_MAX, bias.dtype)
+    tile = buf[:cols * k]
+    tile.reshape(k, cols)[...] = bias
+    return tile
 
 
 @functools.cache
