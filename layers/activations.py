@@ -26,8 +26,12 @@ Conventions shared by all built-in functions:
   otherwise they use composite formulas of equal accuracy.
 * With numba installed, GELU, the ELU family (ELU, SELU, CELU), sigmoid,
   Swish/SiLU, softplus, log_sigmoid, tanh_shrink, float64 tanh, softmax,
-  softmin and log_softmax run as compiled loops (``layers.compiled``, see
-  :func:`compiled_kernels`).
+  softmin, log_softmax, identity, ReLU, ReLU6, hard_tanh, the leaky family
+  (leaky_ReLU, PReLU, RReLU), threshold and the shrinks run as compiled
+  loops (``layers.compiled``, see :func:`compiled_kernels`).
+* ``act(x, bias=b)`` is ``act(x + b)``, the sum rounded to the dtype first:
+  a layer's ``x @ w + b`` and its activation, where the cheap compiled loops
+  add ``b`` themselves (one pass over memory instead of two).
 
 Names are matched after lowercasing and removing everything except letters
 and digits, so ``leaky_ReLU``, ``LeakyReLU`` and ``leaky-relu`` are the same
@@ -76,10 +80,10 @@ _OPAQUE = "opaque"
 
 class _Spec:
     __slots__ = ("name", "fn", "kernel", "kind", "aliases", "defaults",
-                 "output_range", "formula", "check", "compiled")
+                 "output_range", "formula", "check", "compiled", "cheap")
 
     def __init__(self, name, fn, kernel, kind, aliases, defaults,
-                 output_range, formula, check, compiled=None):
+                 output_range, formula, check, compiled=None, cheap=False):
         self.name = name
         self.fn = fn
         self.kernel = kernel
@@ -90,6 +94,7 @@ class _Spec:
         self.formula = formula
         self.check = check
         self.compiled = compiled
+        self.cheap = cheap
 
 
 _REGISTRY: dict[str, _Spec] = registry_table({})
@@ -206,7 +211,8 @@ def _first_line(f: Callable) -> str:
 
 
 def _builtin(kind: str, *, aliases: tuple[str, ...] = (), output_range=None,
-             formula: str, check: Callable | None = None, compiled: Callable | None = None):
+             formula: str, check: Callable | None = None, compiled: Callable | None = None,
+             cheap: bool = False):
     """Register the NumPy ``kernel(x, out, **params)`` and return its public wrapper.
 
     The kernel receives float32/float64 arrays of equal shape and dtype (``out``
@@ -217,6 +223,9 @@ def _builtin(kind: str, *, aliases: tuple[str, ...] = (), output_range=None,
     function, ``(loop, *loop_params)`` from the module ``jit``
     (``layers.compiled``), or None where there is none for ``dtype``; it is
     used instead of the kernel whenever compiled kernels are available.
+    ``cheap``: the NumPy kernel is already about one pass over memory, so the
+    compiled loop gains only the pass that adds a layer's bias (see
+    :func:`compiled_gain`).
     """
     def deco(kernel: Callable) -> Callable:
         @functools.wraps(kernel)
@@ -230,7 +239,7 @@ def _builtin(kind: str, *, aliases: tuple[str, ...] = (), output_range=None,
 
         spec = _Spec(kernel.__name__, public, kernel, kind, tuple(aliases),
                      _signature_defaults(kernel, 2), _check_range(output_range), formula, check,
-                     compiled)
+                     compiled, cheap)
         _add_spec(spec)
         return public
     return deco
@@ -341,7 +350,8 @@ def _get_pool() -> concurrent.futures.ThreadPoolExecutor | None:
 def _compiled_choice(spec: _Spec, params: tuple, dt: np.dtype, jit) -> tuple | None:
     """(loop, loop params, whether it takes the bias) from ``spec.compiled``, or None;
     cached, as layers call their activation once per row block."""
-    chosen = spec.compiled(jit, dt, **dict(params))
+    with np.errstate(over="ignore"):     # a parameter beyond float32 becomes inf, as in NumPy's casts
+        chosen = spec.compiled(jit, dt, **dict(params))
     if chosen is None:
         return None
     loop, *loop_params = chosen
@@ -550,6 +560,18 @@ def compiled_available() -> bool:
     import importlib.util
     return (os.environ.get(COMPILED_ENV, "1").strip() != "0"
             and importlib.util.find_spec("numba") is not None)
+
+
+def compiled_gain(name: str) -> float:
+    """What a compiled loop saves for activation ``name``, relative to the
+    functions that need exp, log or erf (1.0): 1/16 for the piecewise-linear
+    ones, whose NumPy kernel is already about one pass and whose loop saves
+    the bias pass (about 0.3 ns a value), 0.0 where there is no compiled loop
+    (user activations included).  The runner weighs ``kernels=auto`` by it."""
+    spec = _resolve(name)
+    if spec.compiled is None:
+        return 0.0
+    return 1.0 / 16.0 if spec.cheap else 1.0
 
 
 @contextlib.contextmanager
@@ -1010,7 +1032,8 @@ def _check_rrelu(lower, upper):
 # --------------------------------------------------------------------------
 
 @_builtin(_ELEMENTWISE, aliases=("heaviside", "binary_step"), output_range=(0.0, 1.0),
-          formula="1 if x > 0 else 0")
+          formula="1 if x > 0 else 0",
+          compiled=lambda jit, dt: (jit.step, dt.type(1.0), dt.type(0.0)), cheap=True)
 def step(x, out):
     """Step function: step(x) = 1 if x > 0 else 0.
 
@@ -1024,7 +1047,7 @@ def step(x, out):
 
 
 @_builtin(_ELEMENTWISE, aliases=("linear",), formula="x",
-          compiled=lambda jit, dt: (jit.identity,))
+          compiled=lambda jit, dt: (jit.identity,), cheap=True)
 def identity(x, out):
     """Identity: identity(x) = x."""
     if out is not x:
@@ -1260,21 +1283,21 @@ def _clip_compiled(jit, dt: np.dtype, lo: float, hi: float) -> tuple:
 
 
 @_builtin(_ELEMENTWISE, aliases=("hardtanh",), output_range=(-1.0, 1.0),
-          formula="clip(x, -1, 1)", compiled=lambda jit, dt: _clip_compiled(jit, dt, -1.0, 1.0))
+          formula="clip(x, -1, 1)", compiled=lambda jit, dt: _clip_compiled(jit, dt, -1.0, 1.0), cheap=True)
 def hard_tanh(x, out):
     """Hard tanh: hard_tanh(x) = clip(x, -1, 1)."""
     np.clip(x, -1.0, 1.0, out=out)
 
 
 @_builtin(_ELEMENTWISE, aliases=("relu",), formula="max(x, 0)",
-          compiled=lambda jit, dt: _clip_compiled(jit, dt, 0.0, np.inf))
+          compiled=lambda jit, dt: _clip_compiled(jit, dt, 0.0, np.inf), cheap=True)
 def ReLU(x, out):
     """Rectified linear unit: ReLU(x) = max(x, 0)."""
     _max0_into(x, out)
 
 
 @_builtin(_ELEMENTWISE, aliases=("relu_6",), output_range=(0.0, 6.0),
-          formula="min(max(x, 0), 6)", compiled=lambda jit, dt: _clip_compiled(jit, dt, 0.0, 6.0))
+          formula="min(max(x, 0), 6)", compiled=lambda jit, dt: _clip_compiled(jit, dt, 0.0, 6.0), cheap=True)
 def ReLU6(x, out):
     """ReLU capped at 6: ReLU6(x) = min(max(x, 0), 6)."""
     np.clip(x, 0.0, 6.0, out=out)
@@ -1503,13 +1526,18 @@ def softplus(x, out):
     out += t
 
 
-@_builtin(_ELEMENTWISE, output_range=(-1.0, 1.0), formula="x / (1 + |x|)")
+def _softsign_limit(dt: np.dtype) -> float:
+    return 2.0 ** 53 if dt == _F64 else 2.0 ** 24
+
+
+@_builtin(_ELEMENTWISE, output_range=(-1.0, 1.0), formula="x / (1 + |x|)",
+          compiled=lambda jit, dt: (jit.softsign, dt.type(_softsign_limit(dt)), dt.type(1.0)), cheap=True)
 def softsign(x, out):
     """Softsign: softsign(x) = x / (1 + |x|)."""
     # Beyond 2**p (p = mantissa bits) 1 + |x| rounds, which would make the
     # result non-monotone; there the true value rounds to +-1 or its
     # neighbour, and clipping x to +-2**p keeps it monotone (and inf -> 1).
-    lim = 2.0 ** 53 if x.dtype == _F64 else 2.0 ** 24
+    lim = _softsign_limit(x.dtype)
     xc = _scratch(x, 0)
     np.clip(x, -lim, lim, out=xc)
     t = _scratch(x, 1)
@@ -1593,8 +1621,14 @@ def _crossing(slope: float, offset: float, dt: np.dtype) -> tuple[float, float]:
         return float(x0), float(dt.type(float(c0)))
 
 
+def _hard_sigmoid_compiled(jit, dt: np.dtype, slope: float, offset: float) -> tuple:
+    s = float(dt.type(slope))
+    x0, c0 = _crossing(s, float(dt.type(offset)), dt)
+    return (jit.hard_sigmoid, *(dt.type(v) for v in (s, x0, c0, 0.0, 1.0)))
+
+
 @_builtin(_ELEMENTWISE, aliases=("hardsigmoid",), output_range=(0.0, 1.0),
-          formula="clip(slope * x + offset, 0, 1)")
+          formula="clip(slope * x + offset, 0, 1)", compiled=_hard_sigmoid_compiled, cheap=True)
 def hard_sigmoid(x, out, slope=0.2, offset=0.5):
     """Hard sigmoid: hard_sigmoid(x) = clip(slope * x + offset, 0, 1).
 
@@ -1627,7 +1661,7 @@ def hard_sigmoid(x, out, slope=0.2, offset=0.5):
 
 @_builtin(_ELEMENTWISE, aliases=("hardshrink",), formula="x if |x| > lambda_ else 0",
           check=_check_lambda,
-          compiled=lambda jit, dt, lambda_: (jit.hard_shrink, dt.type(lambda_)))
+          compiled=lambda jit, dt, lambda_: (jit.hard_shrink, dt.type(lambda_)), cheap=True)
 def hard_shrink(x, out, lambda_=0.5):
     """Hard shrink: hard_shrink(x) = x if |x| > lambda_ else 0."""
     # x * (|x| > lambda_), NaN * 0 being NaN; the mask is written as 0.0/1.0
@@ -1640,7 +1674,7 @@ def hard_shrink(x, out, lambda_=0.5):
 
 @_builtin(_ELEMENTWISE, aliases=("softshrink",),
           formula="x - clip(x, -lambda_, lambda_)", check=_check_lambda,
-          compiled=lambda jit, dt, lambda_: (jit.soft_shrink, dt.type(lambda_)))
+          compiled=lambda jit, dt, lambda_: (jit.soft_shrink, dt.type(lambda_)), cheap=True)
 def soft_shrink(x, out, lambda_=0.5):
     """Soft shrink: soft_shrink(x) = sign(x) * max(|x| - lambda_, 0) = x - clip(x, -lambda_, lambda_)."""
     t = _scratch(x, 0)
@@ -1654,7 +1688,7 @@ def _threshold_compiled(jit, dt: np.dtype, threshold: float, value: float) -> tu
     return (jit.threshold, dt.type(threshold), dt.type(value))
 
 
-@_builtin(_ELEMENTWISE, formula="x if x > threshold else value", compiled=_threshold_compiled)
+@_builtin(_ELEMENTWISE, formula="x if x > threshold else value", compiled=_threshold_compiled, cheap=True)
 def threshold(x, out, threshold=0.0, value=0.0):
     """Threshold: threshold(x) = x if x > threshold else value (NaN stays NaN)."""
     if value == threshold:
@@ -1682,7 +1716,7 @@ def _leaky_into(x: np.ndarray, out: np.ndarray, alpha: float) -> None:
 
 
 @_builtin(_ELEMENTWISE, aliases=("lrelu",), formula="x if x > 0 else alpha * x",
-          compiled=lambda jit, dt, alpha: (jit.leaky, dt.type(alpha)))
+          compiled=lambda jit, dt, alpha: (jit.leaky, dt.type(alpha)), cheap=True)
 def leaky_ReLU(x, out, alpha=0.01):
     """Leaky ReLU: leaky_ReLU(x) = x if x > 0 else alpha * x.
 
@@ -2156,7 +2190,8 @@ def SiLU(x, out):
 
 
 @_builtin(_ELEMENTWISE, aliases=("hardswish", "hard_silu"),
-          formula="x * min(max(x + 3, 0), 6) / 6")
+          formula="x * min(max(x + 3, 0), 6) / 6",
+          compiled=lambda jit, dt: (jit.hard_swish, *(dt.type(v) for v in (3.0, 6.0, 0.0))), cheap=True)
 def hard_swish(x, out):
     """Hard swish: hard_swish(x) = x * ReLU6(x + 3) / 6."""
     # dividing before multiplying keeps x * 1 exact (and finite) for x >= 3
@@ -2168,7 +2203,7 @@ def hard_swish(x, out):
 
 
 @_builtin(_ELEMENTWISE, formula="x if x > 0 else init * x",
-          compiled=lambda jit, dt, init: (jit.leaky, dt.type(init)))
+          compiled=lambda jit, dt, init: (jit.leaky, dt.type(init)), cheap=True)
 def PReLU(x, out, init=0.25):
     """Parametric ReLU with a fixed slope: PReLU(x) = x if x > 0 else init * x.
 
@@ -2180,7 +2215,7 @@ def PReLU(x, out, init=0.25):
 
 @_builtin(_ELEMENTWISE, formula="x if x > 0 else (lower + upper) / 2 * x",
           check=_check_rrelu,
-          compiled=lambda jit, dt, lower, upper: (jit.leaky, dt.type((lower + upper) / 2.0)))
+          compiled=lambda jit, dt, lower, upper: (jit.leaky, dt.type((lower + upper) / 2.0)), cheap=True)
 def RReLU(x, out, lower=0.125, upper=1.0 / 3.0):
     """Randomised leaky ReLU in evaluation mode: RReLU(x) = x if x > 0 else (lower + upper) / 2 * x.
 

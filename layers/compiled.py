@@ -319,6 +319,56 @@ def soft_shrink(x, b, out, lambda_):
 
 
 @_inline
+def _step(v, params):
+    one, zero = params
+    return (one if v > zero else zero) if v == v else v     # NaN stays NaN
+
+
+@_jit
+def step(x, b, out, one, zero):
+    """1 if x > 0 else 0 (NaN stays NaN); one and zero in x's dtype."""
+    _apply_biased(_step, x, b, out, (one, zero))
+
+
+@_inline
+def _softsign(v, params):
+    limit, one = params
+    c = _clip(v, (-limit, limit))
+    return c / (one + abs(c))
+
+
+@_jit
+def softsign(x, b, out, limit, one):
+    """x / (1 + |x|) with x clipped to +-limit (2**p), as the NumPy kernel."""
+    _apply_biased(_softsign, x, b, out, (limit, one))
+
+
+@_inline
+def _hard_swish(v, params):
+    three, six, zero = params
+    return v * (_clip(v + three, (zero, six)) / six)
+
+
+@_jit
+def hard_swish(x, b, out, three, six, zero):
+    """x * (clip(x + 3, 0, 6) / 6); the constants in x's dtype."""
+    _apply_biased(_hard_swish, x, b, out, (three, six, zero))
+
+
+@_inline
+def _hard_sigmoid(v, params):
+    slope, x0, c0, zero, one = params
+    return _clip((v - x0) * slope + c0, (zero, one))
+
+
+@_jit
+def hard_sigmoid(x, b, out, slope, x0, c0, zero, one):
+    """clip(slope (x - x0) + c0, 0, 1) (``activations.hard_sigmoid``; the
+    multiply-add may be fused, which only lowers its rounding error)."""
+    _apply_biased(_hard_sigmoid, x, b, out, (slope, x0, c0, zero, one))
+
+
+@_inline
 def _max0(v):
     # NaN propagates through the caller's other term
     return v if v > 0.0 else 0.0
@@ -895,7 +945,8 @@ def log_softmax_f32(x, b, out):
         _log_normalise(xr, m, e, d, out[r])
 
 
-BIASED = frozenset({identity, clip, leaky, threshold, hard_shrink, soft_shrink,
+BIASED = frozenset({identity, clip, leaky, threshold, hard_shrink, soft_shrink, step, softsign,
+                    hard_swish, hard_sigmoid,
                     softmax_f64, softmax_f32, log_softmax_f64, log_softmax_f32})
 """The loops that add a bias themselves, ``loop(x, b, out, *params)``; the
 others are ``loop(x, out, *params)``."""

@@ -138,7 +138,7 @@ def run(cfg: dict[str, Any], run_dir: str | os.PathLike, *, base_dir: str) -> Ru
                 record.data["shard"] = plan.shard.describe()
             # by the whole dataset's size, so that every shard of a run decides alike
             compiled = use_compiled(cfg.get("kernels", "auto"), rows=plan.source.rows,
-                                    widths=[s.n for s in plan.layers])
+                                    layers=[(s.n, s.act) for s in plan.layers])
             record.data["kernels"] = "compiled" if compiled else "numpy"
             with limit_threads(cfg.get("threads")) as threads, allow_compiled(compiled):
                 record.data["threads"] = threads

@@ -15,7 +15,7 @@ import numpy as np
 from hydra.utils import instantiate
 
 from layers import LayerManager, get_act, get_layer
-from layers.activations import COMPILED_ENV, compiled_available
+from layers.activations import COMPILED_ENV, compiled_available, compiled_gain
 from layers.base import DTYPES
 from layers.registry import scoped_registrations
 from runner.config import LayerConf
@@ -105,17 +105,21 @@ def check_run_settings(cfg: dict[str, Any]) -> None:
                           f"'fwdrunner[fast]') and {COMPILED_ENV} not 0", key="kernels")
 
 
-# Below this many activation values (rows times the layers' widths) kernels=auto keeps the NumPy
-# kernels: importing numba and loading its kernels costs about 0.5 s, which compiled kernels
-# repay at roughly 1-8 ns a value.
+# Below this many activation values (rows times the layers' widths, each layer weighted by
+# layers.activations.compiled_gain) kernels=auto keeps the NumPy kernels: importing numba and
+# loading its kernels costs about 0.5-1 s, which compiled kernels repay at roughly 1-8 ns a
+# value for the functions that need exp, log or erf, and about 0.3 ns (the bias pass) for the
+# piecewise-linear ones.
 COMPILED_MIN_VALUES = 1 << 26
 
 
-def use_compiled(kernels: str, *, rows: int, widths: list[int]) -> bool:
-    """Whether a run with this ``kernels`` setting and size uses the compiled kernels."""
+def use_compiled(kernels: str, *, rows: int, layers: list[tuple[int, str]]) -> bool:
+    """Whether a run with this ``kernels`` setting uses the compiled kernels, for ``rows`` rows
+    through ``layers`` given as (width, activation name)."""
     if kernels != "auto":
         return kernels == "compiled"
-    return rows * sum(widths) >= COMPILED_MIN_VALUES and compiled_available()
+    values = rows * sum(n * compiled_gain(act) for n, act in layers)
+    return values >= COMPILED_MIN_VALUES and compiled_available()
 
 
 def resolve_layers(layers: list[dict[str, Any]], *, wb_width: float, width: int | None) -> list[LayerSpec]:

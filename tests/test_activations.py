@@ -651,9 +651,9 @@ def test_float64_tanh_monotone_and_accurate_across_branch_switch(name, either_pa
     _tolerance_check(name, sample, got, [ref(mp.mpf(float(v))) for v in sample], np.float64)
 
 
-# GELU and the ELU family have compiled kernels (layers.compiled, numba)
-# beside their NumPy ones; tests that take `kernel_path` run once on each
-# path available here.
+# These activations have compiled kernels (layers.compiled, numba) beside
+# their NumPy ones; tests that take `kernel_path` run once on each path
+# available here.
 COMPILED = [("GELU", {}), ("GELU", {"approximate": "tanh"}), ("ELU", {}), ("ELU", {"alpha": 0.3}),
             ("SELU", {}), ("CELU", {}), ("CELU", {"alpha": 2.5}), ("sigmoid", {}),
             ("softplus", {}), ("log_sigmoid", {}), ("tanh", {}), ("SiLU", {}),
@@ -662,7 +662,8 @@ COMPILED = [("GELU", {}), ("GELU", {"approximate": "tanh"}), ("ELU", {}), ("ELU"
             ("identity", {}), ("ReLU", {}), ("ReLU6", {}), ("hard_tanh", {}),
             ("leaky_ReLU", {"alpha": 0.3}), ("leaky_ReLU", {"alpha": 2.5}), ("PReLU", {}),
             ("RReLU", {}), ("threshold", {}), ("threshold", {"threshold": 0.7, "value": -2.5}),
-            ("hard_shrink", {}), ("soft_shrink", {"lambda_": 1.3})]
+            ("hard_shrink", {}), ("soft_shrink", {"lambda_": 1.3}), ("step", {}), ("softsign", {}),
+            ("hard_swish", {}), ("hard_sigmoid", {}), ("hard_sigmoid", {"slope": 0.3, "offset": 0.25})]
 
 
 @pytest.fixture(params=["numpy", "compiled"])

@@ -79,10 +79,20 @@ def test_kernels_auto_compiles_only_runs_large_enough(monkeypatch):
 
     monkeypatch.setattr(build, "compiled_available", lambda: True)
     big = build.COMPILED_MIN_VALUES
-    rows = -(-big // 500)            # the fewest rows of five 100-wide layers that reach it
-    assert build.use_compiled("auto", rows=rows, widths=[100] * 5)
-    assert not build.use_compiled("auto", rows=rows - 1, widths=[100] * 5)
-    assert build.use_compiled("compiled", rows=1, widths=[1])
-    assert not build.use_compiled("numpy", rows=big, widths=[100])
+    rows = -(-big // 500)            # the fewest rows of five 100-wide GELU layers that reach it
+    gelu = [(100, "GELU")] * 5
+    assert build.use_compiled("auto", rows=rows, layers=gelu)
+    assert not build.use_compiled("auto", rows=rows - 1, layers=gelu)
+    # piecewise-linear layers gain only the bias pass: 16 times the rows
+    assert not build.use_compiled("auto", rows=rows, layers=[(100, "ReLU")] * 5)
+    assert build.use_compiled("auto", rows=16 * rows, layers=[(100, "ReLU")] * 5)
+    # a layer without a compiled loop adds nothing; one GELU layer of five counts alone
+    assert not build.use_compiled("auto", rows=100 * rows, layers=[(100, "Mish")] * 5)
+    mixed = [(100, "ReLU")] * 4 + [(100, "GELU")]
+    at = -(-big // (4 * 100 // 16 + 100))    # 125 weighted values a row
+    assert build.use_compiled("auto", rows=at, layers=mixed)
+    assert not build.use_compiled("auto", rows=at - 1, layers=mixed)
+    assert build.use_compiled("compiled", rows=1, layers=[(1, "Mish")])
+    assert not build.use_compiled("numpy", rows=big, layers=gelu)
     monkeypatch.setattr(build, "compiled_available", lambda: False)
-    assert not build.use_compiled("auto", rows=big, widths=[100])
+    assert not build.use_compiled("auto", rows=big, layers=gelu)
