@@ -27,14 +27,24 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def interleaved(cases: Mapping[str, Callable[[], Any]], repeats: int, *, warmup: int = 1) -> dict[str, list[float]]:
-    """Wall times (s) of each case, ``repeats`` rounds of round-robin after ``warmup`` rounds."""
+# Untimed pause before each timed case in-process: after a multi-threaded call OpenBLAS's
+# worker threads (and PyTorch's OpenMP ones) keep spinning for up to about 0.1 s, and on two
+# cores whatever runs next pays for them, most of all the layers' single-threaded BLAS blocks.
+SETTLE_S = 0.2
+
+
+def interleaved(cases: Mapping[str, Callable[[], Any]], repeats: int, *, warmup: int = 1,
+                settle: float = 0.0) -> dict[str, list[float]]:
+    """Wall times (s) of each case, ``repeats`` rounds of round-robin after ``warmup`` rounds,
+    each timed call after an untimed pause of ``settle`` seconds (see ``SETTLE_S``)."""
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(warmup):
         for fn in cases.values():
             fn()
     for _ in range(repeats):
         for name, fn in cases.items():
+            if settle:
+                time.sleep(settle)
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)

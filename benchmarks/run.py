@@ -40,8 +40,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (REPO, ChildFailed, Table, check, interleaved, machine_info,  # noqa: E402
-                    median, run_child, torch_available)
+from common import (REPO, SETTLE_S, ChildFailed, Table, check, interleaved,  # noqa: E402
+                    machine_info, median, run_child, torch_available)
 from layers import LayerManager  # noqa: E402
 from layers.activations import activation_names  # noqa: E402
 from layers.base import MiddleLayer, OutputLayer  # noqa: E402
@@ -149,7 +149,9 @@ class Suite:
                    "f32 / torch", "f64 / torch"])
         t.notes.append(f"{fpr / 1e6:.3f} MFLOP per row (2·Σ prev·n); hidden ReLU, output identity "
                        f"(no softmax), so every case computes the same thing as the nn.Linear stack.")
-        t.notes.append(f"interleaved, {reps} repeats after a warm-up; GEMM bound = one 2048³ np.matmul.")
+        t.notes.append(f"interleaved, {reps} repeats after a warm-up, each call after an untimed "
+                       f"{SETTLE_S} s pause (BLAS and OpenMP threads spin on after a threaded call); "
+                       "GEMM bound = one 2048³ np.matmul.")
         results: dict[str, dict[str, float]] = {}
         for dtype in ("float32", "float64"):
             net = build_stack(WIDE_DIMS, WIDE_ACTS, dtype)
@@ -201,7 +203,7 @@ class Suite:
                 cases["PyTorch nn.Linear+ReLU stack (inference_mode)"] = torch_fwd
             flops = {name: fpr * rows for name in cases}
             flops["GEMM 2048³ (BLAS bound)"] = 2 * 2048 ** 3
-            times = interleaved(cases, reps)
+            times = interleaved(cases, reps, settle=SETTLE_S)
             for name in cases:
                 results.setdefault(name, {})[dtype] = flops[name] / median(times[name]) / 1e9
             # Input generation as the runner's gaussian dataset does it (float64, then cast)
@@ -394,7 +396,7 @@ class Suite:
                   + [f"{d} runner/torch" for d in dtypes])
         t.notes.append("all 5 layers use the activation; in process, LayerManager.forward vs "
                        "nn.Sequential(nn.Linear, act)×5 under torch.inference_mode with the same weights; "
-                       f"{reps} interleaved repeats, medians.")
+                       f"{reps} interleaved repeats, each after an untimed {SETTLE_S} s pause, medians.")
         if torch is None:
             t.notes.append("PyTorch is not installed: section skipped.")
             self.emit(t)
@@ -436,7 +438,7 @@ class Suite:
                 net.forward(x[:batch])  # warm-up: buffers, thread pools
                 with torch.inference_mode():
                     model(tx[:batch])
-                times = interleaved({"runner": ours, "torch": theirs}, reps, warmup=0)
+                times = interleaved({"runner": ours, "torch": theirs}, reps, warmup=0, settle=SETTLE_S)
                 res[dtype] = (median(times["runner"]) / rows * 1e9, median(times["torch"]) / rows * 1e9)
                 ratios.append((label, dtype, res[dtype][0] / res[dtype][1]))
             dic = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in act_dic.items())
