@@ -859,38 +859,35 @@ def _biased_row(x, b, out, r):
     return orow
 
 
+@_inline
+def _softmax_rows(exps, x, b, out, neg, sign, e):
+    """The loop of ``softmax_f64``/``softmax_f32``: ``exps`` fills the scratch
+    row ``e`` with the shifted exponentials in the dtype's lanes."""
+    for r in range(x.shape[0]):
+        xr = _biased_row(x, b, out, r)
+        m = _row_top(xr, neg)
+        if not abs(m) <= _BIG:
+            _nan_row(out[r])
+            continue
+        exps(xr, m, sign, e)
+        _normalise(e, out[r])
+
+
 @_jit
 def softmax_f64(x, b, out, neg):
     """exp(s x_i - m) / sum_j exp(s x_j - m) over each row of 2-D x, s = -1 if
     neg (softmin) else 1, m = max(s x), x - m carried exactly
     (``activations._softmax_exact``).  A row with a NaN or an infinite
     maximum becomes NaN, as on the NumPy path.  x may be out."""
-    e = np.empty(x.shape[1])
-    sign = -1.0 if neg else 1.0
-    for r in range(x.shape[0]):
-        xr = _biased_row(x, b, out, r)
-        m = _row_top(xr, neg)
-        if not abs(m) <= _BIG:
-            _nan_row(out[r])
-            continue
-        _exps64(xr, m, sign, e)
-        _normalise(e, out[r])
+    _softmax_rows(_exps64, x, b, out, neg, -1.0 if neg else 1.0, np.empty(x.shape[1]))
 
 
 @_jit
 def softmax_f32(x, b, out, neg):
     """``softmax_f64`` for float32: exponentials in float32 lanes, sum and
     quotient in float64."""
-    e = np.empty(x.shape[1], np.float32)
-    sign = _F32(-1.0) if neg else _F32(1.0)
-    for r in range(x.shape[0]):
-        xr = _biased_row(x, b, out, r)
-        m = _row_top(xr, neg)
-        if not abs(m) <= _BIG:
-            _nan_row(out[r])
-            continue
-        _exps32(xr, m, sign, e)
-        _normalise(e, out[r])
+    _softmax_rows(_exps32, x, b, out, neg, _F32(-1.0) if neg else _F32(1.0),
+                  np.empty(x.shape[1], np.float32))
 
 
 @_inline
@@ -908,41 +905,36 @@ def _log_normalise(xr, m, e, d, orow):
         orow[j] = d[j] - lse
 
 
+@_inline
+def _log_softmax_rows(shifted_exp, zero, x, b, out, e):
+    """The loop of ``log_softmax_f64``/``log_softmax_f32``: ``shifted_exp``
+    and ``zero`` in the dtype of the exponentials' scratch row ``e``."""
+    d = np.empty(x.shape[1])
+    for r in range(x.shape[0]):
+        xr = _biased_row(x, b, out, r)
+        m = _row_top(xr, False)
+        if not abs(m) <= _BIG:
+            _nan_row(out[r])
+            continue
+        for j in range(xr.size):
+            t = shifted_exp(xr[j], m)
+            e[j] = t if xr[j] < m else zero
+        _log_normalise(xr, m, e, d, out[r])
+
+
 @_jit
 def log_softmax_f64(x, b, out):
     """(x_i - m) - log1p(s) over each row of 2-D x, m = max(x), s = (ties - 1)
     plus the sum of exp(x_j - m) over the non-maximal entries
     (``activations._log_softmax_exact``): entries near the maximum keep full
     relative accuracy."""
-    e = np.empty(x.shape[1])
-    d = np.empty(x.shape[1])
-    for r in range(x.shape[0]):
-        xr = _biased_row(x, b, out, r)
-        m = _row_top(xr, False)
-        if not abs(m) <= _BIG:
-            _nan_row(out[r])
-            continue
-        for j in range(xr.size):
-            t = _shifted_exp(xr[j], m)
-            e[j] = t if xr[j] < m else 0.0
-        _log_normalise(xr, m, e, d, out[r])
+    _log_softmax_rows(_shifted_exp, 0.0, x, b, out, np.empty(x.shape[1]))
 
 
 @_jit
 def log_softmax_f32(x, b, out):
     """``log_softmax_f64`` for float32, the exponentials in float32 lanes."""
-    e = np.empty(x.shape[1], np.float32)
-    d = np.empty(x.shape[1])
-    for r in range(x.shape[0]):
-        xr = _biased_row(x, b, out, r)
-        m = _row_top(xr, False)
-        if not abs(m) <= _BIG:
-            _nan_row(out[r])
-            continue
-        for j in range(xr.size):
-            t = _shifted_exp32(xr[j], m)
-            e[j] = t if xr[j] < m else _F32(0.0)
-        _log_normalise(xr, m, e, d, out[r])
+    _log_softmax_rows(_shifted_exp32, _F32(0.0), x, b, out, np.empty(x.shape[1], np.float32))
 
 
 BIASED = frozenset({identity, clip, leaky, threshold, hard_shrink, soft_shrink, step, softsign,
