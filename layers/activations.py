@@ -433,17 +433,16 @@ def _run(spec: _Spec, params: dict, xw: np.ndarray, ow: np.ndarray,
 _tls = threading.local()
 
 
-def _thread_buffer(key: tuple, like: np.ndarray, dt: np.dtype, make: Callable) -> np.ndarray:
-    """``like``-shaped view of this thread's ``_SCRATCH_MAX``-element buffer
-    ``key``, created by ``make(size, dtype)`` on first use (callers check the
-    size)."""
+def _thread_buffer(key: tuple, shape: tuple, dt: np.dtype, make: Callable) -> np.ndarray:
+    """A view of ``shape`` on this thread's buffer ``key``, created by
+    ``make(_SCRATCH_MAX, dtype)`` on first use (callers check the size)."""
     bufs = getattr(_tls, "bufs", None)
     if bufs is None:
         bufs = _tls.bufs = {}
     b = bufs.get(key)
     if b is None:
         b = bufs[key] = make(_SCRATCH_MAX, dt)
-    return b[:like.size].reshape(like.shape)
+    return b[:math.prod(shape)].reshape(shape)
 
 
 def _scratch(like: np.ndarray, slot: int, dtype=None) -> np.ndarray:
@@ -457,7 +456,7 @@ def _scratch(like: np.ndarray, slot: int, dtype=None) -> np.ndarray:
     dt = like.dtype if dtype is None else np.dtype(dtype)
     if like.size > _SCRATCH_MAX:
         return np.empty(like.shape, dt)
-    return _thread_buffer((dt.char, slot), like, dt, np.empty)
+    return _thread_buffer((dt.char, slot), like.shape, dt, np.empty)
 
 
 def _read_only_zeros(size: int, dt: np.dtype) -> np.ndarray:
@@ -475,7 +474,7 @@ def _zeros(like: np.ndarray) -> np.ndarray | None:
     """
     if like.size > _SCRATCH_MAX:
         return None
-    return _thread_buffer((like.dtype.char, "zeros"), like, like.dtype, _read_only_zeros)
+    return _thread_buffer((like.dtype.char, "zeros"), like.shape, like.dtype, _read_only_zeros)
 
 
 # --------------------------------------------------------------------------
@@ -652,13 +651,10 @@ def _tiled_bias(bias: np.ndarray) -> np.ndarray:
     k = _BIAS_ALIGN // math.gcd(cols, _BIAS_ALIGN)
     if cols * k > _BIAS_TILE_MAX:
         return bias
-    tiles = _tls.__dict__.setdefault("bias_tiles", {})
-    buf = tiles.get(bias.dtype.char)
-    if buf is None:
-        buf = tiles[bias.dtype.char] = np.empty(_BIAS_TILE_MAX, bias.dtype)
-    tile = buf[:cols * k]
-    tile.reshape(k, cols)[...] = bias
-    return tile
+    tile = _thread_buffer((bias.dtype.char, "bias"), (k, cols), bias.dtype,
+                          lambda _, dt: np.empty(_BIAS_TILE_MAX, dt))
+    tile[...] = bias
+    return tile.reshape(-1)
 
 
 @functools.cache
