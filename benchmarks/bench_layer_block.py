@@ -11,7 +11,8 @@ Usage: python benchmarks/bench_layer_block.py [--cols 100] [--repeat 7] [--markd
    way (fixed 2048-row blocks, one single-threaded BLAS call each, on the block thread pool),
    one NumPy call on BLAS's own threads, and PyTorch (``mm``, and ``addmm`` with the bias).
 
-Medians of interleaved repeats (the product: one phase per case, see ``gemm_table``).  PyTorch is optional (its columns are left out without it).
+Medians of interleaved repeats (the product's after an untimed pause each, see
+``common.SETTLE_S``).  PyTorch is optional (its columns are left out without it).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from benchmarks.common import Table, interleaved, median  # noqa: E402
+from benchmarks.common import SETTLE_S, Table, interleaved, median  # noqa: E402
 from layers.activations import get_act  # noqa: E402
 from layers.blocks import block_rows, for_each_block  # noqa: E402
 
@@ -122,15 +123,10 @@ def gemm_table(cols: int, repeats: int) -> Table:
                 with torch.inference_mode():
                     torch.addmm(tb, tx, tw, out=tu)
             cases.update(mm=mm, addmm=addmm)
-        # One phase per case, the BLAS-threaded NumPy call last, with pauses between: after a
-        # multi-threaded call OpenBLAS's threads keep spinning for a while, and whatever runs
-        # next on the two cores would pay for them.
+        # paused before each sample: OpenBLAS's threads spin on after the threaded NumPy call
         calls = 20
-        times = {}
-        for name in ("blocks", "mm", "addmm", "numpy"):
-            if name in cases:
-                time.sleep(0.5)
-                times[name] = median(interleaved({name: per_call(cases[name], calls)}, repeats)[name]) / calls / rows * 1e9
+        times = {k: median(v) / calls / rows * 1e9 for k, v in interleaved(
+            {k: per_call(f, calls) for k, f in cases.items()}, repeats, settle=SETTLE_S).items()}
         nan = float("nan")
         t.add(dtype, times["blocks"], times["numpy"], times.get("mm", nan), times.get("addmm", nan),
               times["blocks"] / times["numpy"], times["blocks"] / times.get("mm", nan))
