@@ -91,22 +91,30 @@ class BaseLayer:
         """``y = act(x @ w + b)``; with ``out``, ``u`` and then ``y`` are computed in it."""
         return self._blocks(x, out, activate=True)
 
+    def forward_block(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``out = act(x @ w + b)`` for the rows of one of the layer's row blocks.
+
+        The activation adds the bias itself: with a compiled loop, + b and act are one pass.
+        ``LayerManager`` runs consecutive layers block by block through this method.
+        """
+        np.matmul(x, self.w, out=out)
+        self.act(out, out=out, bias=self.b)
+        return out
+
     def _blocks(self, x: np.ndarray, out: np.ndarray | None, *, activate: bool) -> np.ndarray:
         # Row blocks of a fixed size make the result independent of the thread count (see
         # layers.blocks); each block is multiplied, shifted and activated while it is in cache.
-        # The activation adds the bias itself: with a compiled loop, + b and act are one pass.
         if self.keep_input:
             self.x = x.copy()
         u = np.empty((x.shape[0], self.n), dtype=self.dtype) if out is None else out
-        w, b, act = self.w, self.b, self.act
 
         def work(start: int, stop: int) -> None:
             block = u[start:stop]
-            np.matmul(x[start:stop], w, out=block)
             if activate:
-                act(block, out=block, bias=b)
+                self.forward_block(x[start:stop], block)
             else:
-                block += b
+                np.matmul(x[start:stop], self.w, out=block)
+                block += self.b
 
         for_each_block(x.shape[0], block_rows(self.n), work)
         return u

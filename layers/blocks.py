@@ -27,6 +27,7 @@ BLOCK_ELEMENTS = 1 << 18  # a block's output stays in a core's L2 cache while it
 MAX_BLOCK_ROWS = 8192
 
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
+_tls = threading.local()  # in_block: this thread is running a block
 _pool_size = 0
 _lock = threading.Lock()
 
@@ -48,7 +49,8 @@ def blas_single_threaded() -> Iterator[None]:
                 from threadpoolctl import ThreadpoolController  # imported on first use only
 
                 _blas_controller = ThreadpoolController()
-            _blas_limiter = _blas_controller.limit(limits=1, user_api="blas")
+            with _blas_control():
+                _blas_limiter = _blas_controller.limit(limits=1, user_api="blas")
         _blas_holders += 1
     try:
         yield
@@ -56,8 +58,31 @@ def blas_single_threaded() -> Iterator[None]:
         with _blas_lock:
             _blas_holders -= 1
             if _blas_holders == 0:
-                _blas_limiter.restore_original_limits()
+                with _blas_control():
+                    _blas_limiter.restore_original_limits()
                 _blas_limiter = None
+
+
+@contextmanager
+def _blas_control() -> Iterator[None]:
+    """Lets this thread change OpenBLAS's thread count, and gives that right back afterwards.
+
+    threadpoolctl 3.8 lets only one thread at a time change OpenBLAS's process-wide count: the
+    first to set it, until released. Other threads' calls do nothing, silently, so a forward
+    pass run from any thread but the main one kept BLAS threaded, with other last bits. Changes
+    here are serialised by ``_blas_lock``, so the changing thread may take that right.
+    """
+    import threadpoolctl
+
+    clear = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
+    if clear is None:  # threadpoolctl < 3.8: any thread may change the count
+        yield
+        return
+    clear(force=True)
+    try:
+        yield
+    finally:
+        clear(force=True)
 
 
 def block_rows(n: int) -> int:
@@ -87,15 +112,23 @@ def for_each_block(rows: int, block: int, work: Callable[[int, int], None]) -> N
     per call, and no thread idle while another still has blocks. On a (8192, 100) float32
     batch of 2048-row blocks that took the product from 200-250 to 195-225 ns per row
     (``benchmarks/bench_layer_block.py``).
+
+    A call from inside a block (an observer of ``LayerManager.forward``, say) runs inline:
+    waiting there for the pool's threads could wait for itself.
     """
     nblocks = -(-rows // block)
-    threads = min(get_num_threads(), nblocks)
+    threads = 1 if getattr(_tls, "in_block", False) else min(get_num_threads(), nblocks)
     counter = itertools.count()
 
     def worker() -> None:
-        while (i := next(counter)) < nblocks:
-            start = i * block
-            work(start, min(start + block, rows))
+        outer = getattr(_tls, "in_block", False)
+        _tls.in_block = True
+        try:
+            while (i := next(counter)) < nblocks:
+                start = i * block
+                work(start, min(start + block, rows))
+        finally:
+            _tls.in_block = outer
 
     with blas_single_threaded():
         if threads <= 1:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from layers.base import BaseLayer
-from layers.blocks import blas_single_threaded
+from layers.blocks import blas_single_threaded, block_rows, for_each_block
 
 # Called after each layer of a batch as observe(index, u, y); u is None unless keep_u was set.
 Observer = Callable[[int, "np.ndarray | None", np.ndarray], None]
@@ -83,28 +84,79 @@ class LayerManager:
     ) -> np.ndarray:
         """Applies every layer in turn to ``x`` of shape ``(rows, prev)``.
 
+        Consecutive layers with the same row block (``layers.blocks.block_rows``) run block by
+        block: each block goes through all of them while it is in cache, in one pass of the
+        thread pool. Every layer still makes the same calls on the same rows as it would alone,
+        so the result is the same, bit for bit.
+
         Args:
             x: the input batch.
             keep_u: keep each layer's pre-activation ``u`` intact for ``observe`` (costs one
                 array per layer); otherwise the activation overwrites ``u`` in place.
-            observe: called as ``observe(i, u, y)`` after layer ``i``.
+            observe: called as ``observe(i, u, y)`` once layer ``i`` is done, in layer order;
+                possibly on one of the layers' threads while later layers run.
 
         Returns:
             The last layer's output, shape ``(rows, n_last)``, in a reused buffer.
         """
         rows = x.shape[0]
         with blas_single_threaded():  # once for the stack, not per layer
-            for i, layer in enumerate(self._layers):
-                if keep_u:
-                    u = layer.linear(x, out=self._buffer(i, rows))
-                    y = layer.act(u)
-                else:
-                    u = None
-                    y = layer.forward(x, out=self._buffer(i, rows))
-                if observe is not None:
-                    observe(i, u, y)
-                x = y
+            if keep_u or rows == 0:
+                for i, layer in enumerate(self._layers):
+                    if keep_u:
+                        u = layer.linear(x, out=self._buffer(i, rows))
+                        y = layer.act(u)
+                    else:
+                        u = None
+                        y = layer.forward(x, out=self._buffer(i, rows))
+                    if observe is not None:
+                        observe(i, u, y)
+                    x = y
+                return x
+            for chain in self._chains():
+                x = self._forward_chain(chain, x, observe)
         return x
+
+    def _chains(self) -> list[list[int]]:
+        """The layers' indices in runs of consecutive layers that can go block by block: the
+        same row block and ``BaseLayer``'s forward (a layer with its own forward runs alone)."""
+        chains: list[list[int]] = []
+        last = None
+        for i, layer in enumerate(self._layers):
+            key = block_rows(layer.n) if type(layer).forward is BaseLayer.forward else None
+            if key is not None and key == last:
+                chains[-1].append(i)
+            else:
+                chains.append([i])
+            last = key
+        return chains
+
+    def _forward_chain(self, chain: list[int], x: np.ndarray, observe: Observer | None) -> np.ndarray:
+        rows = x.shape[0]
+        layers = [self._layers[i] for i in chain]
+        outs = [self._buffer(i, rows) for i in chain]
+        if type(layers[0]).forward is not BaseLayer.forward:
+            y = layers[0].forward(x, out=outs[0])
+            if observe is not None:
+                observe(chain[0], None, y)
+            return y
+        nblocks = -(-rows // block_rows(layers[0].n))
+        finished = [itertools.count(1) for _ in chain]  # next() is atomic under the GIL
+
+        def work(start: int, stop: int) -> None:
+            h = x[start:stop]
+            for k, (layer, out) in enumerate(zip(layers, outs)):
+                h = layer.forward_block(h, out[start:stop])
+                # The thread that finishes a layer's last block reports the layer before its
+                # block goes on to the next layer, so reports come in layer order.
+                if observe is not None and next(finished[k]) == nblocks:
+                    observe(chain[k], None, out)
+
+        for_each_block(rows, block_rows(layers[0].n), work)
+        for k, layer in enumerate(layers):  # the seed's copy of each layer's input
+            if layer.keep_input:
+                layer.x = (x if k == 0 else outs[k - 1]).copy()
+        return outs[-1]
 
     __call__ = forward
 

@@ -204,3 +204,116 @@ def test_forward_does_not_depend_on_the_thread_count():
     finally:
         set_num_threads(before)
     assert one.tobytes() == two.tobytes()
+
+
+@pytest.fixture
+def two_threads():
+    from layers.activations import get_num_threads, set_num_threads
+
+    before = get_num_threads()
+    set_num_threads(2)
+    yield
+    set_num_threads(before)
+
+
+def chained_stack(dtype="float64"):
+    # block_rows: 100 units -> 2048 rows, 300 -> 512, 7 -> 8192; so chains [0, 1], [2, 3], [4]
+    rng = np.random.default_rng(5)
+    widths = [20, 100, 100, 300, 300, 7]
+    acts = ["tanh", "ReLU", "GELU", "softplus", "softmax"]
+    return LayerManager([MiddleLayer(prev=a, n=b, act=act, rng=rng, dtype=dtype)
+                         for a, b, act in zip(widths, widths[1:], acts)])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_chained_layers_give_the_bits_of_layers_applied_alone(dtype, two_threads):
+    net = chained_stack(dtype)
+    assert net._chains() == [[0, 1], [2, 3], [4]]
+    x = np.random.default_rng(6).standard_normal((5000, 20)).astype(dtype)  # partial last blocks
+    alone = x
+    for layer in net:
+        alone = layer.forward(alone)
+    assert net.forward(x).tobytes() == alone.tobytes()
+
+
+def test_chained_forward_reports_each_layer_once_in_order(two_threads):
+    net = chained_stack()
+    x = np.random.default_rng(7).standard_normal((9000, 20))
+    seen = []
+    net.forward(x, observe=lambda i, u, y: seen.append((i, u, y.copy())))
+    assert [i for i, _, _ in seen] == [0, 1, 2, 3, 4]
+    assert all(u is None for _, u, _ in seen)
+    h = x
+    for (_, _, y), layer in zip(seen, net):
+        h = layer.forward(h)
+        assert y.tobytes() == h.tobytes()
+
+
+def test_a_layer_with_its_own_forward_runs_alone(two_threads):
+    class Doubled(MiddleLayer):
+        def forward(self, x, out=None):
+            y = super().forward(x, out=out)
+            y *= 2
+            return y
+
+    rng = np.random.default_rng(8)
+    net = LayerManager([MiddleLayer(prev=3, n=4, act="identity", rng=rng),
+                        Doubled(prev=4, n=4, act="identity", rng=rng),
+                        MiddleLayer(prev=4, n=4, act="identity", rng=rng)])
+    assert net._chains() == [[0], [1], [2]]
+    x = np.random.default_rng(9).standard_normal((6, 3))
+    h = x @ net[0].w + net[0].b
+    h = 2 * (h @ net[1].w + net[1].b)
+    np.testing.assert_allclose(net.forward(x), h @ net[2].w + net[2].b, rtol=1e-13)
+
+
+def test_chained_layers_keep_their_inputs_when_asked():
+    rng = np.random.default_rng(10)
+    net = LayerManager([MiddleLayer(prev=3, n=4, act="tanh", rng=rng, keep_input=True),
+                        MiddleLayer(prev=4, n=4, act="tanh", rng=rng, keep_input=True)])
+    assert net._chains() == [[0, 1]]
+    x = np.random.default_rng(11).standard_normal((5, 3))
+    net.forward(x)
+    np.testing.assert_array_equal(net[0].x, x)
+    assert net[0].x is not x
+    np.testing.assert_array_equal(net[1].x, net[0].forward(x))
+
+
+def test_an_observer_may_run_a_network_itself(two_threads):
+    # observe can be called on one of the layers' threads; a forward pass inside it runs its
+    # blocks inline instead of waiting for the pool it is running on
+    import threading
+
+    net, inner = chained_stack(), chained_stack()
+    x = np.random.default_rng(12).standard_normal((9000, 20))
+    expected = inner.forward(x).copy()
+    got = []
+    runner = threading.Thread(
+        target=lambda: net.forward(x, observe=lambda i, u, y: got.append(inner.forward(x).copy())),
+        daemon=True)
+    runner.start()
+    runner.join(timeout=60)
+    assert not runner.is_alive(), "forward deadlocked"
+    assert len(got) == 5 and all(g.tobytes() == expected.tobytes() for g in got)
+
+
+def test_forward_on_another_thread_holds_blas_at_one_thread_too():
+    # threadpoolctl lets one thread at a time change OpenBLAS's thread count; a forward pass
+    # started on any thread must still run its blocks on single-threaded BLAS, with the bits
+    # of a pass on the main thread
+    import threading
+
+    rng = np.random.default_rng(13)
+    net = LayerManager([MiddleLayer(prev=300, n=300, act="tanh", rng=rng)])
+    x = rng.standard_normal((3000, 300))
+    main = net.forward(x).copy()
+    seen = {}
+
+    def run():
+        seen["y"] = net.forward(x, observe=lambda i, u, y: seen.setdefault("threads", _blas_threads())).copy()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    assert seen["threads"] == 1
+    assert seen["y"].tobytes() == main.tobytes()
