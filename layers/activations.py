@@ -1241,7 +1241,7 @@ def _horner_into(coef, v: np.ndarray, acc: np.ndarray) -> np.ndarray:
 
 
 @_builtin(_ELEMENTWISE, aliases=("tanhshrink",), formula="x - tanh(x)",
-          compiled=lambda jit, dt: (jit.tanh_shrink,))
+          compiled=lambda jit, dt: (jit.tanh_shrink if dt == _F64 else jit.tanh_shrink_f32,))
 def tanh_shrink(x, out):
     """Tanh shrink: tanh_shrink(x) = x - tanh(x).
 

@@ -6,9 +6,10 @@ tanh are scalar loops.  A compiled loop makes one pass with every step in
 registers.  The loops follow the NumPy kernels in ``layers.activations``
 step for step and take their constants from there, so both paths compute
 the same functions to the same accuracy (a few ulps; the tests run both
-against mpmath).  Exact GELU and the softmax family's exponentials on
-float32 run in float32 lanes (eight to float64's four); the other loops
-work in float64 and round once on the store.
+against mpmath).  On float32 input the loops that need exp (sigmoid,
+softplus, log_sigmoid, SiLU/Swish, the ELU family, exact GELU, tanh_shrink
+and the softmax family's exponentials) run in float32 lanes, eight to
+float64's four; tanh-GELU works in float64 and rounds once on the store.
 
 Three details make the loops fast and keep them exact:
 
@@ -42,7 +43,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from layers.activations import (_ERFC32_G, _ERFC_H, _GT64_C1, _GT64_C2, _GT64_K1, _GT64_K2,
-                                _GT_A, _GT_K, _GRID7, _SQRT2, _TS_A64, _TS_B64, _TS_LIMIT)
+                                _GT_A, _GT_K, _GRID7, _SQRT2, _TS_A32, _TS_A64, _TS_B32, _TS_B64,
+                                _TS_LIMIT)
 
 # nogil: the activation thread pool runs chunks concurrently; cache: compile
 # once per machine (about a second per kernel), not once per process.
@@ -731,6 +733,36 @@ def _tanh_shrink(x, params):
 @_jit
 def tanh_shrink(x, out):
     _apply(_tanh_shrink, x, out, ())
+
+
+_TS_A32_32 = tuple(_F32(c) for c in _TS_A32)
+_TS_B32_32 = tuple(_F32(c) for c in _TS_B32)
+_TS_LIMIT32 = _F32(_TS_LIMIT)
+
+
+@_inline
+def _tanh_shrink_f32(v, params):
+    """``_tanh_shrink`` for float32 in float32 lanes (within about 2 ulps).
+
+    Beyond 1.5 it is written without the cancelling subtraction:
+    |x| - tanh|x| = (|x| - 1) + 2e / (1 + e), e = exp(-2|x|), a sum of two
+    non-negative terms of which the first is exact up to |x| = 2 (and at most
+    half an ulp off beyond), the second at most a fifth of the result.
+    """
+    one = _F32(1.0)
+    xc = -_TS_LIMIT32 if v < -_TS_LIMIT32 else (_TS_LIMIT32 if v > _TS_LIMIT32 else v)
+    z = xc * xc
+    small = (xc * z * _horner_step(_F32(0.0), _TS_A32_32, z)
+             / _horner_step(_F32(0.0), _TS_B32_32, z))
+    a = abs(v)
+    e = _exp32(_F32(-2.0) * a)           # 0 for |x| >= 85, and for infinite x
+    big = math.copysign((a - one) + (e + e) / (one + e), v)
+    return small if a < _TS_LIMIT32 else big
+
+
+@_jit
+def tanh_shrink_f32(x, out):
+    _apply(_tanh_shrink_f32, x, out, ())
 
 
 # --------------------------------------------------------------------------
