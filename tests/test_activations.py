@@ -838,6 +838,25 @@ def test_float64_gelu_branch_switch_and_left_tail(approximate, kernel_path):
 
 @pytest.mark.parametrize("name", sorted(ROWWISE))
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("cols", [5, 37, 101])
+def test_rowwise_row_does_not_depend_on_its_neighbours(name, dtype, cols, kernel_path):
+    # the compiled loops take rows in pairs (an odd last row with itself) and pad rows from 32
+    # columns; a row's bits must not depend on its partner, its position or the bias path
+    rng = np.random.default_rng(cols)
+    x = (rng.standard_normal((9, cols)) * rng.choice([0.01, 1.0, 30.0, 300.0], size=(9, 1))).astype(dtype)
+    x[4, 0] = np.nan
+    b = rng.standard_normal(cols).astype(dtype)
+    act = get_act(name)
+    whole = act(x)
+    assert whole.tobytes() == np.concatenate([act(x[i:i + 1]) for i in range(9)]).tobytes()
+    assert whole[1:].tobytes() == act(x[1:]).tobytes()
+    assert whole[::-1].tobytes() == act(x[::-1].copy()).tobytes()
+    assert act(x, bias=b).tobytes() == act((x + b).astype(dtype)).tobytes()
+    assert np.isnan(whole[4]).all() and not np.isnan(np.delete(whole, 4, axis=0)).any()
+
+
+@pytest.mark.parametrize("name", sorted(ROWWISE))
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_rowwise_overflowing_row_among_normal_rows(name, dtype, monkeypatch):
     # a row whose differences overflow sends its chunk down the safe path;
     # the other rows must be unaffected and the result chunking-independent
