@@ -348,14 +348,14 @@ def _get_pool() -> concurrent.futures.ThreadPoolExecutor | None:
 
 @functools.lru_cache(maxsize=256)
 def _compiled_choice(spec: _Spec, params: tuple, dt: np.dtype, jit) -> tuple | None:
-    """(loop, loop params, whether it takes the bias) from ``spec.compiled``, or None;
-    cached, as layers call their activation once per row block."""
+    """(loop, loop params) from ``spec.compiled``, or None; cached, as layers
+    call their activation once per row block."""
     with np.errstate(over="ignore"):     # a parameter beyond float32 becomes inf, as in NumPy's casts
         chosen = spec.compiled(jit, dt, **dict(params))
     if chosen is None:
         return None
     loop, *loop_params = chosen
-    return loop, tuple(loop_params), loop in jit.BIASED
+    return loop, tuple(loop_params)
 
 
 def _chosen_kernel(spec: _Spec, params: dict, dt: np.dtype,
@@ -365,10 +365,9 @@ def _chosen_kernel(spec: _Spec, params: dict, dt: np.dtype,
     jit = compiled_kernels() if spec.compiled is not None else None
     chosen = None if jit is None else _compiled_choice(spec, tuple(params.items()), dt, jit)
     if chosen is not None:
-        loop, loop_params, takes_bias = chosen
+        loop, loop_params = chosen
         rows = spec.kind == _ROWWISE
-        return lambda x, out, b: _run_compiled(loop, x, out, *loop_params, rows=rows, bias=b,
-                                               takes_bias=takes_bias)
+        return lambda x, out, b: _run_compiled(loop, x, out, *loop_params, rows=rows, bias=b)
 
     def numpy_kernel(x, out, b):
         if b is not None:
@@ -591,44 +590,27 @@ def allow_compiled(enabled: bool):
 
 
 def _run_compiled(loop: Callable, x: np.ndarray, out: np.ndarray, *params, rows: bool = False,
-                  bias: np.ndarray | None = None, takes_bias: bool = False) -> None:
+                  bias: np.ndarray | None = None) -> None:
     """Run a compiled loop (``layers.compiled``): out = f(x + bias), with the
     loop's scalar ``params`` after the arrays.  Row-wise loops (``rows``)
-    take (rows, cols) arrays, elementwise ones flat arrays.  Loops in
-    ``BIASED`` (``takes_bias``) take the bias too, as it is (row-wise) or
-    tiled (``_tiled_bias``), an empty one for none; for the other loops the
-    bias is added first, into a scratch buffer.
+    take (rows, cols) arrays, elementwise ones flat arrays; all take the
+    bias, as it is (row-wise) or tiled (``_tiled_bias``), an empty one for
+    none.
 
-    The loops take contiguous memory.  A loop with a bias may run in place.
-    An elementwise loop without one writes to a separate buffer: LLVM
-    vectorises it only after a check that input and output do not overlap
-    (in place it runs scalar, about 4x slower).  Other overlaps and strided
-    views go through a per-thread scratch buffer and one copy, so results
-    do not depend on the layout.
+    The loops take contiguous memory, in place or apart.  Other overlaps and
+    strided views go through a per-thread scratch buffer and one copy, so
+    results do not depend on the layout.
     """
     if x.size == 0:
         return
-    if bias is not None and not takes_bias:
-        # x + bias by the compiled identity loop: NumPy's broadcast add runs one short
-        # inner loop per row (0.4-0.5 ns per element on 100 columns, against 0.2-0.3)
-        summed = _scratch(x, 1)
-        if x.flags.c_contiguous:
-            compiled_kernels().identity(x.reshape(-1), _tiled_bias(bias), summed.reshape(-1))
-        else:
-            np.add(x, bias, out=summed)
-        x, bias = summed, None
     shape = (-1, x.shape[-1]) if rows else (-1,)
-    if takes_bias:
-        b = _no_bias(x.dtype) if bias is None else (bias if rows else _tiled_bias(bias))
+    b = _no_bias(x.dtype) if bias is None else (bias if rows else _tiled_bias(bias))
 
-        def call(src, dst):
-            loop(src.reshape(shape), b, dst.reshape(shape), *params)
-    else:
-        def call(src, dst):
-            loop(src.reshape(shape), dst.reshape(shape), *params)
-    in_place_ok = (rows or bias is not None) and (x is out or _same_memory(x, out))
+    def call(src, dst):
+        loop(src.reshape(shape), b, dst.reshape(shape), *params)
+
     if (x.flags.c_contiguous and out.flags.c_contiguous
-            and (in_place_ok or not np.may_share_memory(x, out))):
+            and (x is out or _same_memory(x, out) or not np.may_share_memory(x, out))):
         call(x, out)
         return
     src = np.ascontiguousarray(x)

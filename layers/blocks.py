@@ -27,9 +27,9 @@ BLOCK_ELEMENTS = 1 << 18  # a block's output stays in a core's L2 cache while it
 MAX_BLOCK_ROWS = 8192
 
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
-_tls = threading.local()  # in_block: this thread is running a block
 _pool_size = 0
 _lock = threading.Lock()
+_tls = threading.local()  # in_block: this thread is running a block
 
 # BLAS's thread count is process-wide, so the limit is shared: the outermost holder sets it and
 # the last one out restores it; nested holders (a run, then each layer) only count.

@@ -22,9 +22,10 @@ Three details make the loops fast and keep them exact:
 * sums and extrema over a row use ``_add_reassoc``, ``_maximum`` and
   ``_minimum``, which LLVM may reorder into per-lane partial results.
 
-Elementwise kernels are a scalar function and its loop over flat arrays,
-``(x, out, *params)``; the piecewise-linear ones and the row-wise ones (2-D
-arrays) also take a layer's bias, ``(x, b, out, *params)`` (``BIASED``).
+Every kernel is a loop ``name(x, b, out, *params)``: over flat arrays for
+the elementwise ones (a scalar function inlined into the loop), over
+(rows, cols) arrays for the row-wise ones, with a layer's bias ``b`` (empty
+for none) added to x first, and x and out either the same memory or apart.
 ``activations._run_compiled`` calls them all.  This module imports numba at
 import time; ``layers.activations`` imports it only when one of these
 activations is first evaluated, and only if numba is installed (see
@@ -205,23 +206,30 @@ def _erfc_h(t):
 # --------------------------------------------------------------------------
 #
 # Each elementwise activation is a scalar ``_name(v, params)`` inlined into
-# its loop over flat arrays.  Most loops are ``name(x, out, *params)``
-# (``_apply``).  The piecewise-linear ones, which cost less than a pass over
-# memory, are ``name(x, b, out, *params)`` (``_apply_biased``, listed in
-# ``BIASED``): they also add a layer's bias, so that ``x @ w + b`` and the
-# activation take one pass instead of two.  For the others a fused loop was
-# measured slower than adding the bias first (exact GELU 2.7 ns per element
-# against 2.2, sigmoid 1.4 against 1.2 on a (2048, 100) float32 block): in a
-# loop nested in the loop over bias tiles, LLVM reloads each polynomial
-# constant in the vector body (an address and a broadcast) instead of keeping
-# it, and a flat loop over the whole block does not.
+# its loop ``name(x, b, out, *params)`` over flat arrays, with the layer's
+# bias tiled to whole rows.  The piecewise-linear ones, which cost less than
+# a pass over memory, add the bias in the same loop (``_apply_biased``), so
+# that ``x @ w + b`` and the activation take one pass instead of two.  The
+# others add it in a pass of its own (``_apply_after_bias``): fused, they
+# were slower (exact GELU 2.7 ns per element against 2.2, sigmoid 1.4
+# against 1.2 on a (2048, 100) float32 block), because in a loop nested in
+# the loop over bias tiles LLVM reloads each polynomial constant in the
+# vector body (an address and a broadcast) instead of keeping it, and in a
+# flat loop over the whole block it does not.
 
 
 @_inline
 def _apply(f, x, out, params):
-    """out[i] = f(x[i], params) over flat arrays."""
-    for i in range(x.size):
-        out[i] = f(x[i], params)
+    """out[i] = f(x[i], params) over flat arrays; out is x itself or does not
+    overlap it.  In place the loop reads and writes one view: LLVM then sees
+    each load and store at one address and vectorises without its overlap
+    check, which would fail."""
+    if x.ctypes.data == out.ctypes.data:
+        for i in range(out.size):
+            out[i] = f(out[i], params)
+    else:
+        for i in range(x.size):
+            out[i] = f(x[i], params)
 
 
 @_inline
@@ -239,14 +247,27 @@ def _apply_biased(f, x, b, out, params):
         m = min(period, n - start)
         os = out[start:start + m]
         if in_place:
-            # one view: LLVM sees each load and store at one address and
-            # vectorises without its overlap check, which fails in place
+            # one view, as in _apply
             for i in range(m):
                 os[i] = f(os[i] + b[i], params)
         else:
             xs = x[start:start + m]
             for i in range(m):
                 os[i] = f(xs[i] + b[i], params)
+
+
+@_inline
+def _apply_after_bias(f, x, b, out, params):
+    """``_apply_biased`` in two passes, for the functions of many constants:
+    x + b into out, then f over out in place in one flat loop.  In a loop
+    nested in the one over bias tiles, LLVM reloads each constant in the
+    vector body; the flat loop keeps them (exact GELU: 1.87 against 1.98 ns
+    per element for adding the bias into a scratch buffer first)."""
+    if b.size == 0:
+        _apply(f, x, out, params)
+        return
+    _apply_biased(_identity, x, b, out, ())
+    _apply(f, out, out, params)
 
 
 @_inline
@@ -407,8 +428,8 @@ def _gelu_erf_f64(v, params):
 
 
 @_jit
-def gelu_erf_f64(x, out):
-    _apply(_gelu_erf_f64, x, out, ())
+def gelu_erf_f64(x, b, out):
+    _apply_after_bias(_gelu_erf_f64, x, b, out, ())
 
 
 _ERFC32_G32 = tuple(_F32(c) for c in _ERFC32_G)
@@ -432,8 +453,8 @@ def _gelu_erf_f32(v, params):
 
 
 @_jit
-def gelu_erf_f32(x, out):
-    _apply(_gelu_erf_f32, x, out, ())
+def gelu_erf_f32(x, b, out):
+    _apply_after_bias(_gelu_erf_f32, x, b, out, ())
 
 
 @_inline
@@ -446,8 +467,8 @@ def _gelu_tanh_f32(v, params):
 
 
 @_jit
-def gelu_tanh_f32(x, out):
-    _apply(_gelu_tanh_f32, x, out, ())
+def gelu_tanh_f32(x, b, out):
+    _apply_after_bias(_gelu_tanh_f32, x, b, out, ())
 
 
 @_inline
@@ -477,8 +498,8 @@ def _gelu_tanh_f64(v, params):
 
 
 @_jit
-def gelu_tanh_f64(x, out):
-    _apply(_gelu_tanh_f64, x, out, ())
+def gelu_tanh_f64(x, b, out):
+    _apply_after_bias(_gelu_tanh_f64, x, b, out, ())
 
 
 # expm1(t) = sum of t^n / n! for n = 1..17 on [-ln 2, 0] (truncation below
@@ -514,8 +535,8 @@ def _elu(x, params):
 
 
 @_jit
-def elu(x, out, alpha, divisor, scale):
-    _apply(_elu, x, out, (alpha, divisor, scale))
+def elu(x, b, out, alpha, divisor, scale):
+    _apply_after_bias(_elu, x, b, out, (alpha, divisor, scale))
 
 
 # expm1 on [-ln 2, 0] for float32: Taylor to t^9 (truncation below 1e-8 relative)
@@ -540,8 +561,8 @@ def _elu_f32(v, params):
 
 
 @_jit
-def elu_f32(x, out, alpha, divisor, scale):
-    _apply(_elu_f32, x, out, (alpha, divisor, scale))
+def elu_f32(x, b, out, alpha, divisor, scale):
+    _apply_after_bias(_elu_f32, x, b, out, (alpha, divisor, scale))
 
 
 # log(m) = 2 atanh(f), f = (m - 1)/(m + 1), for m in [sqrt(1/2), sqrt(2)]:
@@ -591,8 +612,8 @@ def _sigmoid(x, params):
 
 
 @_jit
-def sigmoid(x, out):
-    _apply(_sigmoid, x, out, ())
+def sigmoid(x, b, out):
+    _apply_after_bias(_sigmoid, x, b, out, ())
 
 
 @_inline
@@ -604,8 +625,8 @@ def _sigmoid_f32(v, params):
 
 
 @_jit
-def sigmoid_f32(x, out):
-    _apply(_sigmoid_f32, x, out, ())
+def sigmoid_f32(x, b, out):
+    _apply_after_bias(_sigmoid_f32, x, b, out, ())
 
 
 @_inline
@@ -619,8 +640,8 @@ def _softplus(x, params):
 
 
 @_jit
-def softplus(x, out, sign):
-    _apply(_softplus, x, out, (sign,))
+def softplus(x, b, out, sign):
+    _apply_after_bias(_softplus, x, b, out, (sign,))
 
 
 # log1p(y) = 2 atanh(f), f = y / (2 + y) in [0, 1/3] for y in [0, 1]:
@@ -647,8 +668,8 @@ def _softplus_f32(v, params):
 
 
 @_jit
-def softplus_f32(x, out, sign):
-    _apply(_softplus_f32, x, out, (sign,))
+def softplus_f32(x, b, out, sign):
+    _apply_after_bias(_softplus_f32, x, b, out, (sign,))
 
 
 _BIG = float(np.finfo(np.float64).max)
@@ -676,8 +697,8 @@ def _swish(x, params):
 
 
 @_jit
-def swish(x, out, beta):
-    _apply(_swish, x, out, (beta,))
+def swish(x, b, out, beta):
+    _apply_after_bias(_swish, x, b, out, (beta,))
 
 
 _BIG32 = _F32(np.finfo(np.float32).max)
@@ -699,8 +720,8 @@ def _swish_f32(v, params):
 
 
 @_jit
-def swish_f32(x, out, beta):
-    _apply(_swish_f32, x, out, (beta,))
+def swish_f32(x, b, out, beta):
+    _apply_after_bias(_swish_f32, x, b, out, (beta,))
 
 
 @_inline
@@ -717,8 +738,8 @@ def _tanh_kernel(v, params):
 
 
 @_jit
-def tanh(x, out):
-    _apply(_tanh_kernel, x, out, ())
+def tanh(x, b, out):
+    _apply_after_bias(_tanh_kernel, x, b, out, ())
 
 
 @_inline
@@ -734,8 +755,8 @@ def _tanh_shrink(x, params):
 
 
 @_jit
-def tanh_shrink(x, out):
-    _apply(_tanh_shrink, x, out, ())
+def tanh_shrink(x, b, out):
+    _apply_after_bias(_tanh_shrink, x, b, out, ())
 
 
 _TS_A32_32 = tuple(_F32(c) for c in _TS_A32)
@@ -764,8 +785,8 @@ def _tanh_shrink_f32(v, params):
 
 
 @_jit
-def tanh_shrink_f32(x, out):
-    _apply(_tanh_shrink_f32, x, out, ())
+def tanh_shrink_f32(x, b, out):
+    _apply_after_bias(_tanh_shrink_f32, x, b, out, ())
 
 
 # --------------------------------------------------------------------------
@@ -1019,10 +1040,3 @@ def log_softmax_f32(x, b, out):
     _log_softmax_rows(_shifted_exp32, _F32(0.0), _F32(1.0), x, b, out,
                       _padded_row(cols, np.float32), _padded_row(cols, np.float32),
                       _padded_row(cols, np.float32), _padded_row(cols, np.float32))
-
-
-BIASED = frozenset({identity, clip, leaky, threshold, hard_shrink, soft_shrink, step, softsign,
-                    hard_swish, hard_sigmoid,
-                    softmax_f64, softmax_f32, log_softmax_f64, log_softmax_f32})
-"""The loops that add a bias themselves, ``loop(x, b, out, *params)``; the
-others are ``loop(x, out, *params)``."""
