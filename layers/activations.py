@@ -1821,7 +1821,9 @@ def _x_sigmoid_into(x: np.ndarray, out: np.ndarray, beta: float) -> None:
 
 
 def _swish_compiled(jit, dt: np.dtype, beta: float) -> tuple:
-    return (jit.swish, beta) if dt == _F64 else (jit.swish_f32, np.float32(beta))
+    if dt == _F64:
+        return (jit.swish, beta)
+    return (jit.silu_f32,) if beta == 1.0 else (jit.swish_f32, np.float32(beta))
 
 
 def _swish_into(x: np.ndarray, out: np.ndarray, beta: float) -> None:
