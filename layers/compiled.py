@@ -691,7 +691,7 @@ def _swish(x, params):
     d = d if abs(d) < abs(p) else 0.0    # not finite where p overflows
     neg = p < 0.0
     h = _exp(-0.5 * abs(p)) * (1.0 + 0.5 * (d if neg else -d))
-    vc = -_BIG if v < -_BIG else (_BIG if v > _BIG else v)   # (+-inf * 0) * 0 -> 0
+    vc = _clip(v, (-_BIG, _BIG))        # (+-inf * 0) * 0 -> 0
     num = (vc * h) * h if neg else v
     return num / (1.0 + h * h)
 
@@ -714,7 +714,7 @@ def _swish_f32(v, params):
     d = d if abs(d) < abs(p) else _F32(0.0)
     neg = p < _F32(0.0)
     h = _exp32(_F32(-0.5) * abs(p)) * (_F32(1.0) + _F32(0.5) * (d if neg else -d))
-    vc = -_BIG32 if v < -_BIG32 else (_BIG32 if v > _BIG32 else v)
+    vc = _clip(v, (-_BIG32, _BIG32))
     num = (vc * h) * h if neg else v
     return num / (_F32(1.0) + h * h)
 
@@ -729,7 +729,7 @@ def _silu_f32(v, params):
     """``_swish_f32`` for beta = 1 (SiLU), where beta x = x is exact: the
     same result without the error term (0.8x the time)."""
     h = _exp32(_F32(-0.5) * abs(v))
-    vc = -_BIG32 if v < -_BIG32 else (_BIG32 if v > _BIG32 else v)
+    vc = _clip(v, (-_BIG32, _BIG32))
     num = (vc * h) * h if v < _F32(0.0) else v
     return num / (_F32(1.0) + h * h)
 
@@ -763,7 +763,7 @@ def _tanh_shrink(x, params):
     continued-fraction rational of ``activations.tanh_shrink`` (positive
     terms only); beyond, the subtraction."""
     v = np.float64(x)
-    xc = -_TS_LIMIT if v < -_TS_LIMIT else (_TS_LIMIT if v > _TS_LIMIT else v)
+    xc = _clip(v, (-_TS_LIMIT, _TS_LIMIT))
     z = xc * xc
     small = xc * z * _horner_step(0.0, _TS_A64, z) / _horner_step(0.0, _TS_B64, z)
     return small if abs(v) < _TS_LIMIT else v - _tanh(v)
@@ -789,7 +789,7 @@ def _tanh_shrink_f32(v, params):
     half an ulp off beyond), the second at most a fifth of the result.
     """
     one = _F32(1.0)
-    xc = -_TS_LIMIT32 if v < -_TS_LIMIT32 else (_TS_LIMIT32 if v > _TS_LIMIT32 else v)
+    xc = _clip(v, (-_TS_LIMIT32, _TS_LIMIT32))
     z = xc * xc
     small = (xc * z * _horner_step(_F32(0.0), _TS_A32_32, z)
              / _horner_step(_F32(0.0), _TS_B32_32, z))
