@@ -14,6 +14,12 @@ from layers.blocks import blas_single_threaded, block_rows, for_each_block
 Observer = Callable[[int, "np.ndarray | None", np.ndarray], None]
 
 
+def _by_blocks(layer: BaseLayer) -> bool:
+    """Whether ``layer`` runs as ``BaseLayer.forward`` does, block by block through
+    ``forward_block``, so that it can join a chain (a layer with its own forward runs alone)."""
+    return type(layer).forward is BaseLayer.forward
+
+
 class LayerManager:
     """Holds the layers of a network in order, as the seed's layer manager does.
 
@@ -119,11 +125,11 @@ class LayerManager:
 
     def _chains(self) -> list[list[int]]:
         """The layers' indices in runs of consecutive layers that can go block by block: the
-        same row block and ``BaseLayer``'s forward (a layer with its own forward runs alone)."""
+        same row block, and each runs by blocks (``_by_blocks``)."""
         chains: list[list[int]] = []
         last = None
         for i, layer in enumerate(self._layers):
-            key = block_rows(layer.n) if type(layer).forward is BaseLayer.forward else None
+            key = block_rows(layer.n) if _by_blocks(layer) else None
             if key is not None and key == last:
                 chains[-1].append(i)
             else:
@@ -135,12 +141,13 @@ class LayerManager:
         rows = x.shape[0]
         layers = [self._layers[i] for i in chain]
         outs = [self._buffer(i, rows) for i in chain]
-        if type(layers[0]).forward is not BaseLayer.forward:
+        if not _by_blocks(layers[0]):
             y = layers[0].forward(x, out=outs[0])
             if observe is not None:
                 observe(chain[0], None, y)
             return y
-        nblocks = -(-rows // block_rows(layers[0].n))
+        block = block_rows(layers[0].n)
+        nblocks = -(-rows // block)
         finished = [itertools.count(1) for _ in chain]  # next() is atomic under the GIL
 
         def work(start: int, stop: int) -> None:
@@ -152,7 +159,7 @@ class LayerManager:
                 if observe is not None and next(finished[k]) == nblocks:
                     observe(chain[k], None, out)
 
-        for_each_block(rows, block_rows(layers[0].n), work)
+        for_each_block(rows, block, work)
         for k, layer in enumerate(layers):  # the seed's copy of each layer's input
             if layer.keep_input:
                 layer.x = (x if k == 0 else outs[k - 1]).copy()
