@@ -34,15 +34,20 @@ SETTLE_S = 0.2
 
 
 def interleaved(cases: Mapping[str, Callable[[], Any]], repeats: int, *, warmup: int = 1,
-                settle: float = 0.0) -> dict[str, list[float]]:
+                settle: float = 0.0, alternate: bool = False) -> dict[str, list[float]]:
     """Wall times (s) of each case, ``repeats`` rounds of round-robin after ``warmup`` rounds,
-    each timed call after an untimed pause of ``settle`` seconds (see ``SETTLE_S``)."""
+    each timed call after an untimed pause of ``settle`` seconds (see ``SETTLE_S``).
+
+    ``alternate`` runs every other round in reverse order, so that no case always goes first
+    (after a pause) or last; the i-th times of all cases then come from one stretch of time.
+    """
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(warmup):
         for fn in cases.values():
             fn()
-    for _ in range(repeats):
-        for name, fn in cases.items():
+    for r in range(repeats):
+        order = list(cases.items())
+        for name, fn in (order[::-1] if alternate and r % 2 else order):
             if settle:
                 time.sleep(settle)
             t0 = time.perf_counter()

@@ -388,8 +388,11 @@ class Suite:
         names = activation_names()
         rows = int(self.args.narrow_rows or (100_000 if self.quick else 300_000))
         dtypes = ("float32",) if self.quick else ("float32", "float64")
-        # five: with three, one kernel (leaky_ReLU, PReLU and RReLU share it) read 0.75-1.14x
-        reps = self.repeats(5, 2)
+        # Seven rounds, each timing both sides back to back; a case's ratio is the median of its
+        # rounds' ratios, so drift over the minutes of the section cancels within a round. With
+        # medians of each side taken apart, one kernel (leaky_ReLU, PReLU and RReLU share it)
+        # read 0.75-1.14x within a single run.
+        reps = self.repeats(7, 2)
         batch = 8192
         t = Table(f"2. Narrow deep stack 100→100×5, {rows:,} rows in batches of {batch}: runner vs PyTorch",
                   ["activation", "runner act_dic", "torch module"]
@@ -397,7 +400,9 @@ class Suite:
                   + [f"{d} runner/torch" for d in dtypes])
         t.notes.append("all 5 layers use the activation; in process, LayerManager.forward vs "
                        "nn.Sequential(nn.Linear, act)×5 under torch.inference_mode with the same weights; "
-                       f"{reps} interleaved repeats, each after an untimed {SETTLE_S} s pause, medians.")
+                       f"{reps} rounds, each timing both back to back (every other round in reverse "
+                       f"order), each call after an untimed {SETTLE_S} s pause; ns/row are medians of "
+                       "each side, runner/torch is the median of the rounds' ratios.")
         if torch is None:
             t.notes.append("PyTorch is not installed: section skipped.")
             self.emit(t)
@@ -420,7 +425,7 @@ class Suite:
         ratios = []
         for label in entries:
             act, act_dic, factory = table[label]
-            res: dict[str, tuple[float, float]] = {}
+            res: dict[str, tuple[float, float, float]] = {}
             for dtype in dtypes:
                 x = data[dtype]
                 net = build_stack(NARROW_DIMS, [act] * 5, dtype, {i: act_dic for i in range(5)})
@@ -439,14 +444,16 @@ class Suite:
                 net.forward(x[:batch])  # warm-up: buffers, thread pools
                 with torch.inference_mode():
                     model(tx[:batch])
-                times = interleaved({"runner": ours, "torch": theirs}, reps, warmup=0, settle=SETTLE_S)
-                res[dtype] = (median(times["runner"]) / rows * 1e9, median(times["torch"]) / rows * 1e9)
-                ratios.append((label, dtype, res[dtype][0] / res[dtype][1]))
+                times = interleaved({"runner": ours, "torch": theirs}, reps, warmup=0, settle=SETTLE_S,
+                                    alternate=True)
+                paired = median([a / b for a, b in zip(times["runner"], times["torch"])])
+                res[dtype] = (median(times["runner"]) / rows * 1e9, median(times["torch"]) / rows * 1e9, paired)
+                ratios.append((label, dtype, paired))
             dic = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in act_dic.items())
             t.add(label, dic or "-", type(factory()).__name__,
                   *[res[d][0] for d in dtypes], *[res[d][1] for d in dtypes],
-                  *[res[d][0] / res[d][1] for d in dtypes])
-            print(f"  narrow {label}: " + ", ".join(f"{d} {res[d][0] / res[d][1]:.2f}×" for d in dtypes), flush=True)
+                  *[res[d][2] for d in dtypes])
+            print(f"  narrow {label}: " + ", ".join(f"{d} {res[d][2]:.2f}×" for d in dtypes), flush=True)
         if ratios:
             rs = [r for _, _, r in ratios]
             worst = max(ratios, key=lambda r: r[2])
@@ -560,7 +567,7 @@ class Suite:
     # -- 4. start-up ----------------------------------------------------------------------------
 
     def section_startup(self) -> None:
-        reps = self.repeats(10, 5)
+        reps = self.repeats(15, 5)
         # Both sides start from cached bytecode, as after any pip install (which compiles it) or
         # a first run: Hydra's and NumPy's modules have theirs, so the project's get theirs too.
         # Where PYTHONDONTWRITEBYTECODE is set and the install is editable, nothing would cache
@@ -596,7 +603,10 @@ class Suite:
         t.notes.append("the default run: mlp 100→100→100→10 on 1,000 gaussian rows, stats on.")
         t.notes.append(f"bytecode of runner/ and layers/ compiled first (python -m compileall); compiling "
                        f"them from source instead costs {compile_ms:.0f} ms per start.")
-        r = median(walls["python -m runner stats.plot=false"]) / hyd
+        # The target's ratio pairs the two runs of each round, as the narrow section does.
+        r = median([a / b for a, b in zip(walls["python -m runner stats.plot=false"],
+                                           walls["minimal @hydra.main app"])])
+        t.notes.append(f"default run (figure off) / minimal Hydra app, median of the rounds' ratios: {r:.2f}×.")
         self.target("start-up: default run (figure off) / minimal Hydra app", f"{r:.2f}×", "≤ 1.5×", r <= 1.5)
         # Pieces of the runner's start-up that run outside imports.
         piece = interleaved({
