@@ -35,6 +35,7 @@ activations is first evaluated, and only if numba is installed (see
 from __future__ import annotations
 
 import math
+import warnings
 
 import numba
 import numpy as np
@@ -47,10 +48,33 @@ from layers.activations import (_ERFC32_G, _ERFC_H, _GT64_C1, _GT64_C2, _GT64_K1
                                 _GT_A, _GT_K, _GRID7, _SQRT2, _TS_A32, _TS_A64, _TS_B32, _TS_B64,
                                 _TS_LIMIT)
 
+
+def cached_njit(**options):
+    """``numba.njit(cache=True, **options)``, or without the cache where numba has nowhere to
+    write one: a read-only install with no writable home directory and no ``NUMBA_CACHE_DIR``.
+    numba refuses to decorate a caching function there (RuntimeError at import); the kernels
+    then compile in every process that uses them, about a second each, and say so once."""
+    def decorate(fn):
+        try:
+            return numba.njit(cache=True, **options)(fn)
+        except RuntimeError as err:
+            if "cannot cache" not in str(err):
+                raise
+        global _uncached_warned
+        if not _uncached_warned:
+            _uncached_warned = True
+            warnings.warn("numba finds no writable cache directory for the compiled kernels, so they "
+                          "compile in every process (about a second each); set NUMBA_CACHE_DIR to a "
+                          "writable directory to keep them", RuntimeWarning, stacklevel=2)
+        return numba.njit(cache=False, **options)(fn)
+    return decorate
+
+
+_uncached_warned = False
+
 # nogil: the activation thread pool runs chunks concurrently; cache: compile
 # once per machine (about a second per kernel), not once per process.
-_jit = numba.njit(nogil=True, cache=True, error_model="numpy", boundscheck=False,
-                  fastmath={"contract"})
+_jit = cached_njit(nogil=True, error_model="numpy", boundscheck=False, fastmath={"contract"})
 _inline = numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
 
 

@@ -11,12 +11,11 @@ index is the same float64 expression).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from layers.compiled import _add_reassoc, _maximum, _minimum
+from layers.compiled import _add_reassoc, _maximum, _minimum, cached_njit
 
-_jit = numba.njit(nogil=True, cache=True, error_model="numpy", boundscheck=False)
+_jit = cached_njit(nogil=True, error_model="numpy", boundscheck=False)
 _CHUNK = 4096   # bin indices of this many values at a time, in an L1-resident buffer
 
 

@@ -89,6 +89,24 @@ def test_gelu_run_records_the_compiled_kernels_and_matches_the_numpy_path(cli):
     np.testing.assert_allclose(fast.outputs, slow.outputs, rtol=1e-14, atol=1e-16)
 
 
+def test_compiled_kernels_run_where_numba_has_no_cache_directory(cli):
+    # A read-only install with no writable home and no NUMBA_CACHE_DIR: numba finds no cache
+    # locator. Only its user-provided locator, with NUMBA_CACHE_DIR unset, leaves it in that state
+    # here (tests run as a user who can write anywhere).
+    numba = pytest.importorskip("numba")
+    if not hasattr(numba.core.config, "CACHE_LOCATOR_CLASSES"):
+        pytest.skip("this numba cannot be given its cache locators")
+    env = {"NUMBA_CACHE_LOCATOR_CLASSES": "numba.core.caching.UserProvidedCacheLocator", "NUMBA_CACHE_DIR": ""}
+    overrides = ("network.layers.0.act=GELU", "stats.plot=false", "kernels=compiled")
+    proc, uncached = cli(*overrides, env=env)
+    _, cached = cli(*overrides)
+    assert uncached.record["kernels"] == "compiled"
+    assert proc.stderr.count("RuntimeWarning: numba finds no writable cache directory") == 1
+    assert "set NUMBA_CACHE_DIR" in proc.stderr and "Traceback" not in proc.stderr
+    assert uncached.bytes("outputs.npy") == cached.bytes("outputs.npy")
+    assert uncached.stats == cached.stats
+
+
 def test_numba_is_recorded_only_for_the_jobs_that_used_the_compiled_kernels(tmp_path):
     # the basic launcher runs both jobs in one process: numba stays loaded after job 0
     numba = pytest.importorskip("numba")
