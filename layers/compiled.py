@@ -993,6 +993,63 @@ def _softmax_rows(shifted_exp, x, b, out, sign, p, q, e, g):
         _nan_unbounded(m, n, orow, trow)
 
 
+_TILE = 128         # rows per tile of the narrow-row loop
+_TILE_BELOW = 32    # columns: narrower rows take the tiles
+
+
+@_inline
+def _softmax_tiles(shifted_exp, x, b, out, sign, t, m):
+    """The loop of ``softmax_f64``/``softmax_f32`` for rows of fewer than
+    ``_TILE_BELOW`` columns: ``_TILE`` rows at a time, transposed into the
+    scratch ``t`` (cols, _TILE), so that the vector lanes run across rows;
+    ``m`` (_TILE) takes their maxima.  Both are in the dtype.
+
+    Along a narrow row a vector loop has too few steps to fill, and each
+    row's maximum, exponentials, sum and quotient wait on each other; across
+    rows every step is a vector operation on independent rows (10 float32
+    columns: 0.4x the time of the two-row loop).  Each row's sum is taken in
+    column order.  A last tile short of rows repeats the last row, so every
+    row takes the same code whatever its neighbours.
+    """
+    rows, cols = x.shape
+    s = np.empty(_TILE)
+    t0 = t[0]
+    for r0 in range(0, rows, _TILE):
+        for k in range(_TILE):
+            xr = x[min(r0 + k, rows - 1)]
+            if b.size == 0:
+                for j in range(cols):
+                    t[j, k] = sign * xr[j]
+            else:
+                for j in range(cols):
+                    t[j, k] = sign * (xr[j] + b[j])
+        for k in range(_TILE):
+            m[k] = t0[k]
+        for j in range(1, cols):
+            tj = t[j]
+            for k in range(_TILE):
+                m[k] = _maximum(m[k], tj[k])
+        for j in range(cols):
+            tj = t[j]
+            for k in range(_TILE):
+                tj[k] = shifted_exp(tj[k], m[k])
+        for k in range(_TILE):
+            s[k] = np.float64(t0[k])
+        for j in range(1, cols):
+            tj = t[j]
+            for k in range(_TILE):
+                s[k] += np.float64(tj[k])
+        for k in range(_TILE):
+            s[k] = 1.0 / s[k]
+        for k in range(min(_TILE, rows - r0)):
+            orow = out[r0 + k]
+            inv = s[k]
+            for j in range(cols):
+                orow[j] = np.float64(t[j, k]) * inv
+            if not abs(m[k]) <= _BIG:
+                _nan_row(orow)
+
+
 @_jit
 def softmax_f64(x, b, out, neg):
     """exp(s x_i - m) / sum_j exp(s x_j - m) over each row of 2-D x, s = -1 if
@@ -1000,9 +1057,13 @@ def softmax_f64(x, b, out, neg):
     (``activations._softmax_exact``).  A row with a NaN or an infinite
     maximum becomes NaN, as on the NumPy path.  x may be out."""
     cols = x.shape[1]
+    sign = -1.0 if neg else 1.0
+    if cols < _TILE_BELOW:
+        _softmax_tiles(_shifted_exp, x, b, out, sign, np.empty((cols, _TILE)), np.empty(_TILE))
+        return
     p, q = _padded_row(cols, np.float64), _padded_row(cols, np.float64)
     e, g = _padded_row(cols, np.float64), _padded_row(cols, np.float64)
-    _softmax_rows(_shifted_exp, x, b, out, -1.0 if neg else 1.0, p, q, e, g)
+    _softmax_rows(_shifted_exp, x, b, out, sign, p, q, e, g)
 
 
 @_jit
@@ -1010,9 +1071,14 @@ def softmax_f32(x, b, out, neg):
     """``softmax_f64`` for float32: exponentials in float32 lanes, sum and
     quotient in float64."""
     cols = x.shape[1]
+    sign = _F32(-1.0) if neg else _F32(1.0)
+    if cols < _TILE_BELOW:
+        _softmax_tiles(_shifted_exp32, x, b, out, sign, np.empty((cols, _TILE), np.float32),
+                       np.empty(_TILE, np.float32))
+        return
     p, q = _padded_row(cols, np.float32), _padded_row(cols, np.float32)
     e, g = _padded_row(cols, np.float32), _padded_row(cols, np.float32)
-    _softmax_rows(_shifted_exp32, x, b, out, _F32(-1.0) if neg else _F32(1.0), p, q, e, g)
+    _softmax_rows(_shifted_exp32, x, b, out, sign, p, q, e, g)
 
 
 @_inline

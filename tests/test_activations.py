@@ -841,18 +841,24 @@ def test_float64_gelu_branch_switch_and_left_tail(approximate, kernel_path):
 @pytest.mark.parametrize("cols", [5, 37, 101])
 def test_rowwise_row_does_not_depend_on_its_neighbours(name, dtype, cols, kernel_path):
     # the compiled loops take rows in pairs (an odd last row with itself) and pad rows from 32
-    # columns; a row's bits must not depend on its partner, its position or the bias path
+    # columns, or below 32 columns (softmax, softmin) in tiles of 128 rows, a short last tile
+    # repeating its last row; a row's bits must not depend on its neighbours, its position in a
+    # pair or tile, or the bias path
     rng = np.random.default_rng(cols)
-    x = (rng.standard_normal((9, cols)) * rng.choice([0.01, 1.0, 30.0, 300.0], size=(9, 1))).astype(dtype)
-    x[4, 0] = np.nan
+    rows = 300
+    x = (rng.standard_normal((rows, cols))
+         * rng.choice([0.01, 1.0, 30.0, 300.0], size=(rows, 1))).astype(dtype)
+    x[4, 0] = x[200, -1] = np.nan
     b = rng.standard_normal(cols).astype(dtype)
     act = get_act(name)
     whole = act(x)
-    assert whole.tobytes() == np.concatenate([act(x[i:i + 1]) for i in range(9)]).tobytes()
+    alone = [*range(0, rows, 7), 127, 128, 255, 256, rows - 1]
+    assert whole[alone].tobytes() == np.concatenate([act(x[i:i + 1]) for i in alone]).tobytes()
     assert whole[1:].tobytes() == act(x[1:]).tobytes()
     assert whole[::-1].tobytes() == act(x[::-1].copy()).tobytes()
     assert act(x, bias=b).tobytes() == act((x + b).astype(dtype)).tobytes()
-    assert np.isnan(whole[4]).all() and not np.isnan(np.delete(whole, 4, axis=0)).any()
+    nan_rows = np.isnan(whole).all(axis=1)
+    assert nan_rows[[4, 200]].all() and not np.isnan(whole[~nan_rows]).any() and nan_rows.sum() == 2
 
 
 @pytest.mark.parametrize("name", sorted(ROWWISE))
