@@ -254,8 +254,10 @@ class Suite:
         return torch.nn.Sequential(*mods).eval()
 
     def section_wide_processes(self, fpr: int) -> None:
-        R = 16384  # R and 2R are 2 and 4 batches of 8192 rows: the marginal spans two whole batches
-        reps = self.repeats(3, 2)
+        # R and 2R are 4 and 8 batches of 8192 rows. With 2 and 4 batches and three repeats, the
+        # marginal (about 1 s) moved by a third with the VM's noise, below the program's own loop time.
+        R = 16384 if self.quick else 32768
+        reps = self.repeats(5, 2)
         dims = ",".join(map(str, WIDE_DIMS))
         acts = ",".join(WIDE_ACTS)
         t = Table(f"1b. Wide MLP, whole processes: marginal cost between {R} and {2 * R} rows",
