@@ -6,7 +6,8 @@ PyTorch, run as a child process exactly like ``python -m runner``.
 
 Each batch of standard-normal input rows is drawn as the runner's gaussian dataset draws it
 (float64, then cast to the target dtype, so a float32 and a float64 run see the same values;
-PyTorch draws in the target dtype), pushed through the
+PyTorch draws in the target dtype), or read from ``--input`` (a .npy file in the target dtype,
+as the runner's file dataset reads it), pushed through the
 stack ``y = act(x @ w + b)`` and its output copied into a preallocated ``(rows, n_last)``
 array (the runner writes its outputs to disk instead; that cost is tiny for 10 columns).
 Only ReLU and identity are supported here: the wide MLP is all the suite needs them for.
@@ -18,7 +19,17 @@ import argparse
 import time
 
 
-def numpy_job(dims, acts, rows, batch_size, dtype, seed_style):
+def file_batches(path, rows, batch_size):
+    """(start, batch) of the first ``rows`` rows of the .npy file ``path``, each batch read into
+    memory."""
+    import numpy as np
+
+    data = np.load(path, mmap_mode="r")
+    for start in range(0, rows, batch_size):
+        yield start, np.array(data[start:start + batch_size])
+
+
+def numpy_job(dims, acts, rows, batch_size, dtype, seed_style, path=None):
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -27,9 +38,10 @@ def numpy_job(dims, acts, rows, batch_size, dtype, seed_style):
     out = np.empty((rows, dims[-1]), dtype)
     bufs = [np.empty((batch_size, n), dtype) for n in dims[1:]]
     data = np.random.default_rng([0, 1])
-    for start in range(0, rows, batch_size):
-        m = min(batch_size, rows - start)
-        h = data.standard_normal((m, dims[0])).astype(dtype, copy=False)
+    drawn = ((start, data.standard_normal((min(batch_size, rows - start), dims[0])).astype(dtype, copy=False))
+             for start in range(0, rows, batch_size))
+    for start, h in (drawn if path is None else file_batches(path, rows, batch_size)):
+        m = len(h)
         for w, b, act, buf in zip(ws, bs, acts, bufs):
             if seed_style:  # the tutorial's one-liner: a new array per operation
                 h = h @ w + b
@@ -45,7 +57,7 @@ def numpy_job(dims, acts, rows, batch_size, dtype, seed_style):
     return out
 
 
-def torch_job(dims, acts, rows, batch_size, dtype):
+def torch_job(dims, acts, rows, batch_size, dtype, path=None):
     import torch
 
     tdtype = getattr(torch, dtype)
@@ -58,6 +70,10 @@ def torch_job(dims, acts, rows, batch_size, dtype):
     gen = torch.Generator().manual_seed(1)
     out = torch.empty((rows, dims[-1]), dtype=tdtype)
     with torch.inference_mode():
+        if path is not None:
+            for start, batch in file_batches(path, rows, batch_size):
+                out[start:start + len(batch)] = model(torch.from_numpy(batch))
+            return out
         for start in range(0, rows, batch_size):
             m = min(batch_size, rows - start)
             x = torch.randn((m, dims[0]), generator=gen, dtype=tdtype)
@@ -73,6 +89,7 @@ def main(argv=None):
     ap.add_argument("--rows", type=int, required=True)
     ap.add_argument("--batch-size", type=int, default=8192)
     ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    ap.add_argument("--input", help="read the rows from this .npy file (in --dtype) instead of drawing them")
     args = ap.parse_args(argv)
     dims = [int(d) for d in args.dims.split(",")]
     acts = args.acts.split(",")
@@ -80,9 +97,9 @@ def main(argv=None):
         ap.error("--acts: one of ReLU/identity per layer")
     t0 = time.perf_counter()
     if args.impl == "torch":
-        torch_job(dims, acts, args.rows, args.batch_size, args.dtype)
+        torch_job(dims, acts, args.rows, args.batch_size, args.dtype, args.input)
     else:
-        numpy_job(dims, acts, args.rows, args.batch_size, args.dtype, args.impl == "numpy-seed")
+        numpy_job(dims, acts, args.rows, args.batch_size, args.dtype, args.impl == "numpy-seed", args.input)
     print(f"loop {time.perf_counter() - t0:.6f} s")
 
 
