@@ -7,7 +7,8 @@ Sections (``--only`` takes these names):
     wide     784→1000→1000→1000→10 MLP (ReLU, identity output) on 8192 rows, float32/float64:
              GFLOP/s of LayerManager.forward, raw NumPy loops, the layer GEMMs alone, one 2048³
              GEMM (the BLAS bound) and PyTorch; then whole processes (`python -m runner`, a NumPy
-             script, a PyTorch script) timed at R and 2R rows, compared on the marginal time.
+             script, a PyTorch script, all reading one .npy file) timed at R and 2R rows,
+             compared on the marginal time.
     narrow   5 layers × 100 units on 300k rows for every activation vs PyTorch's equivalent.
     stream   rows/s and peak RSS of `python -m runner dataset=file` for 1e5, 1e6, 1e7 rows × 100
              float32 (.npy in a temp dir), and a batch_size sweep.
@@ -16,7 +17,8 @@ Sections (``--only`` takes these names):
     sweep    per-job overhead of a 100-job multirun vs a minimal Hydra app's; an 8-point
              compute-bound sweep with the basic launcher vs joblib (n_jobs=2).
 
-Every comparison is interleaved (A, B, C, A, B, C, ...) and reported as medians. PyTorch is
+Every comparison is interleaved (A, B, C, A, B, C, ...) and reported as medians; a target that is
+the ratio of two programs takes the median of each round's ratio. PyTorch is
 optional: without it the PyTorch columns read n/a. Timings go to stdout as each section ends;
 ``--markdown FILE`` writes them, with the machine description, as Markdown.
 """
