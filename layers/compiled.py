@@ -904,19 +904,19 @@ _ROW_PAD = 8
 
 @_inline
 def _padded_row(cols, dtype):
-    """A scratch row for one row of ``cols`` values, filled with -inf: from
-    32 columns its length is rounded up to a multiple of ``_ROW_PAD``.
+    """A scratch row for one row of ``cols`` values, filled with -inf, its
+    length rounded up to a multiple of ``_ROW_PAD``.
 
-    The row loops work on a copy of each row in it.  Their vector loops then
-    end without scalar steps, which cost the exponentials' pass a third of
-    its time on 100 float32 columns; the padding's -inf changes no maximum,
-    and its exponentials are 0.  Narrower rows are not padded: there the
-    padding's exponentials cost more than the scalar steps they save.  The
-    length is written (cols + 7) // 8 * 8, a form from which LLVM sees the
-    multiple of 8 (with -(-cols // 8) * 8 softmax took 1.8x as long).
+    The two-row loops work on a copy of each row in it.  Their vector loops
+    then end without scalar steps, which cost the exponentials' pass a third
+    of its time on 100 float32 columns; the padding's -inf changes no
+    maximum, and its exponentials are 0.  (Rows narrower than
+    ``_TILE_BELOW`` go in tiles instead, where the padding's exponentials
+    would cost more than the scalar steps they save.)  The length is written
+    (cols + 7) // 8 * 8, a form from which LLVM sees the multiple of 8 (with
+    -(-cols // 8) * 8 softmax took 1.8x as long).
     """
-    n = cols if cols < 32 else (cols + _ROW_PAD - 1) // _ROW_PAD * _ROW_PAD
-    return np.full(n, -np.inf, dtype)
+    return np.full((cols + _ROW_PAD - 1) // _ROW_PAD * _ROW_PAD, -np.inf, dtype)
 
 
 @_inline
