@@ -1059,35 +1059,32 @@ def _softmax_tiles(shifted_exp, x, b, out, sign, t, m):
                 _nan_row(orow)
 
 
+@_inline
+def _softmax(shifted_exp, x, b, out, sign, dtype):
+    """``_softmax_tiles`` for rows of fewer than ``_TILE_BELOW`` columns, else
+    ``_softmax_rows``, with their scratch in ``dtype``."""
+    cols = x.shape[1]
+    if cols < _TILE_BELOW:
+        _softmax_tiles(shifted_exp, x, b, out, sign, np.empty((cols, _TILE), dtype), np.empty(_TILE, dtype))
+    else:
+        _softmax_rows(shifted_exp, x, b, out, sign, _padded_row(cols, dtype), _padded_row(cols, dtype),
+                      _padded_row(cols, dtype), _padded_row(cols, dtype))
+
+
 @_jit
 def softmax_f64(x, b, out, neg):
     """exp(s x_i - m) / sum_j exp(s x_j - m) over each row of 2-D x, s = -1 if
     neg (softmin) else 1, m = max(s x), x - m carried exactly
     (``activations._softmax_exact``).  A row with a NaN or an infinite
     maximum becomes NaN, as on the NumPy path.  x may be out."""
-    cols = x.shape[1]
-    sign = -1.0 if neg else 1.0
-    if cols < _TILE_BELOW:
-        _softmax_tiles(_shifted_exp, x, b, out, sign, np.empty((cols, _TILE)), np.empty(_TILE))
-        return
-    p, q = _padded_row(cols, np.float64), _padded_row(cols, np.float64)
-    e, g = _padded_row(cols, np.float64), _padded_row(cols, np.float64)
-    _softmax_rows(_shifted_exp, x, b, out, sign, p, q, e, g)
+    _softmax(_shifted_exp, x, b, out, -1.0 if neg else 1.0, np.float64)
 
 
 @_jit
 def softmax_f32(x, b, out, neg):
     """``softmax_f64`` for float32: exponentials in float32 lanes, sum and
     quotient in float64."""
-    cols = x.shape[1]
-    sign = _F32(-1.0) if neg else _F32(1.0)
-    if cols < _TILE_BELOW:
-        _softmax_tiles(_shifted_exp32, x, b, out, sign, np.empty((cols, _TILE), np.float32),
-                       np.empty(_TILE, np.float32))
-        return
-    p, q = _padded_row(cols, np.float32), _padded_row(cols, np.float32)
-    e, g = _padded_row(cols, np.float32), _padded_row(cols, np.float32)
-    _softmax_rows(_shifted_exp32, x, b, out, sign, p, q, e, g)
+    _softmax(_shifted_exp32, x, b, out, _F32(-1.0) if neg else _F32(1.0), np.float32)
 
 
 @_inline
@@ -1178,30 +1175,29 @@ def _log_softmax_tiles(shifted_exp, zero, one, x, b, out, t, m, e):
                 _nan_row(orow)
 
 
+@_inline
+def _log_softmax(shifted_exp, zero, one, x, b, out, dtype):
+    """``_log_softmax_tiles`` for rows of fewer than ``_TILE_BELOW`` columns,
+    else ``_log_softmax_rows``, with their scratch in ``dtype``."""
+    cols = x.shape[1]
+    if cols < _TILE_BELOW:
+        _log_softmax_tiles(shifted_exp, zero, one, x, b, out, np.empty((cols, _TILE), dtype),
+                           np.empty(_TILE, dtype), np.empty((cols, _TILE), dtype))
+    else:
+        _log_softmax_rows(shifted_exp, zero, one, x, b, out, _padded_row(cols, dtype), _padded_row(cols, dtype),
+                          _padded_row(cols, dtype), _padded_row(cols, dtype))
+
+
 @_jit
 def log_softmax_f64(x, b, out):
     """(x_i - m) - log1p(s) over each row of 2-D x, m = max(x), s = (ties - 1)
     plus the sum of exp(x_j - m) over the non-maximal entries
     (``activations._log_softmax_exact``): entries near the maximum keep full
     relative accuracy."""
-    cols = x.shape[1]
-    if cols < _TILE_BELOW:
-        _log_softmax_tiles(_shifted_exp, 0.0, 1.0, x, b, out, np.empty((cols, _TILE)), np.empty(_TILE),
-                           np.empty((cols, _TILE)))
-        return
-    p, q = _padded_row(cols, np.float64), _padded_row(cols, np.float64)
-    e, g = _padded_row(cols, np.float64), _padded_row(cols, np.float64)
-    _log_softmax_rows(_shifted_exp, 0.0, 1.0, x, b, out, p, q, e, g)
+    _log_softmax(_shifted_exp, 0.0, 1.0, x, b, out, np.float64)
 
 
 @_jit
 def log_softmax_f32(x, b, out):
     """``log_softmax_f64`` for float32, the exponentials in float32 lanes."""
-    cols = x.shape[1]
-    if cols < _TILE_BELOW:
-        _log_softmax_tiles(_shifted_exp32, _F32(0.0), _F32(1.0), x, b, out, np.empty((cols, _TILE), np.float32),
-                           np.empty(_TILE, np.float32), np.empty((cols, _TILE), np.float32))
-        return
-    p, q = _padded_row(cols, np.float32), _padded_row(cols, np.float32)
-    e, g = _padded_row(cols, np.float32), _padded_row(cols, np.float32)
-    _log_softmax_rows(_shifted_exp32, _F32(0.0), _F32(1.0), x, b, out, p, q, e, g)
+    _log_softmax(_shifted_exp32, _F32(0.0), _F32(1.0), x, b, out, np.float32)
