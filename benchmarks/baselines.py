@@ -29,6 +29,12 @@ def file_batches(path, rows, batch_size):
         yield start, np.array(data[start:start + batch_size])
 
 
+def drawn_batches(draw, rows, batch_size, features):
+    """(start, batch) of ``rows`` rows, each batch ``draw((m, features))``."""
+    for start in range(0, rows, batch_size):
+        yield start, draw((min(batch_size, rows - start), features))
+
+
 def numpy_job(dims, acts, rows, batch_size, dtype, seed_style, path=None):
     import numpy as np
 
@@ -38,9 +44,12 @@ def numpy_job(dims, acts, rows, batch_size, dtype, seed_style, path=None):
     out = np.empty((rows, dims[-1]), dtype)
     bufs = [np.empty((batch_size, n), dtype) for n in dims[1:]]
     data = np.random.default_rng([0, 1])
-    drawn = ((start, data.standard_normal((min(batch_size, rows - start), dims[0])).astype(dtype, copy=False))
-             for start in range(0, rows, batch_size))
-    for start, h in (drawn if path is None else file_batches(path, rows, batch_size)):
+    if path is None:
+        batches = drawn_batches(lambda shape: data.standard_normal(shape).astype(dtype, copy=False),
+                                rows, batch_size, dims[0])
+    else:
+        batches = file_batches(path, rows, batch_size)
+    for start, h in batches:
         m = len(h)
         for w, b, act, buf in zip(ws, bs, acts, bufs):
             if seed_style:  # the tutorial's one-liner: a new array per operation
@@ -69,15 +78,14 @@ def torch_job(dims, acts, rows, batch_size, dtype, path=None):
     model = torch.nn.Sequential(*mods).eval()
     gen = torch.Generator().manual_seed(1)
     out = torch.empty((rows, dims[-1]), dtype=tdtype)
+    if path is None:
+        batches = drawn_batches(lambda shape: torch.randn(shape, generator=gen, dtype=tdtype),
+                                rows, batch_size, dims[0])
+    else:
+        batches = ((start, torch.from_numpy(b)) for start, b in file_batches(path, rows, batch_size))
     with torch.inference_mode():
-        if path is not None:
-            for start, batch in file_batches(path, rows, batch_size):
-                out[start:start + len(batch)] = model(torch.from_numpy(batch))
-            return out
-        for start in range(0, rows, batch_size):
-            m = min(batch_size, rows - start)
-            x = torch.randn((m, dims[0]), generator=gen, dtype=tdtype)
-            out[start:start + m] = model(x)
+        for start, x in batches:
+            out[start:start + len(x)] = model(x)
     return out
 
 
