@@ -26,7 +26,7 @@ def file_batches(path, rows, batch_size):
 
     data = np.load(path, mmap_mode="r")
     for start in range(0, rows, batch_size):
-        yield start, np.array(data[start:start + batch_size])
+        yield start, np.array(data[start:min(start + batch_size, rows)])
 
 
 def drawn_batches(draw, rows, batch_size, features):
