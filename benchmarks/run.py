@@ -145,16 +145,19 @@ class Suite:
         rows = 8192
         fpr = flops_per_row(WIDE_DIMS)
         torch = self.torch()
-        reps = self.repeats(3, 2)
+        reps = self.repeats(5, 2)
         t = Table("1a. Wide MLP 784→1000→1000→1000→10 in process, 8192 rows (GFLOP/s, median)",
                   ["case", "float32", "float64", "f32 / GEMM bound", "f64 / GEMM bound",
                    "f32 / torch", "f64 / torch"])
         t.notes.append(f"{fpr / 1e6:.3f} MFLOP per row (2·Σ prev·n); hidden ReLU, output identity "
                        f"(no softmax), so every case computes the same thing as the nn.Linear stack.")
-        t.notes.append(f"interleaved, {reps} repeats after a warm-up, each call after an untimed "
-                       f"{SETTLE_S} s pause (BLAS and OpenMP threads spin on after a threaded call); "
-                       "GEMM bound = one 2048³ np.matmul.")
+        t.notes.append(f"{reps} interleaved rounds after a warm-up (every other round in reverse order), "
+                       f"each call after an untimed {SETTLE_S} s pause (BLAS and OpenMP threads spin on "
+                       "after a threaded call); GEMM bound = one 2048³ np.matmul. GFLOP/s are medians; a "
+                       "ratio is the median of the rounds' ratios.")
         results: dict[str, dict[str, float]] = {}
+        # per dtype and case: GFLOP/s of each round, for the rounds' ratios
+        rounds: dict[str, dict[str, list[float]]] = {}
         for dtype in ("float32", "float64"):
             net = build_stack(WIDE_DIMS, WIDE_ACTS, dtype)
             x = np.random.default_rng([0, 1]).standard_normal((rows, WIDE_DIMS[0])).astype(dtype)
@@ -205,9 +208,10 @@ class Suite:
                 cases["PyTorch nn.Linear+ReLU stack (inference_mode)"] = torch_fwd
             flops = {name: fpr * rows for name in cases}
             flops["GEMM 2048³ (BLAS bound)"] = 2 * 2048 ** 3
-            times = interleaved(cases, reps, settle=SETTLE_S)
+            times = interleaved(cases, reps, settle=SETTLE_S, alternate=True)
+            rounds[dtype] = {name: [flops[name] / s / 1e9 for s in times[name]] for name in cases}
             for name in cases:
-                results.setdefault(name, {})[dtype] = flops[name] / median(times[name]) / 1e9
+                results.setdefault(name, {})[dtype] = median(rounds[dtype][name])
             # Input generation as the runner's gaussian dataset does it (float64, then cast)
             # against drawing the target dtype directly.
             gen = np.random.default_rng(0)
@@ -217,16 +221,20 @@ class Suite:
                 "direct": lambda: gen.standard_normal((rows, feats), dtype=dtype),
             }, reps)
             results.setdefault("_gen", {})[dtype] = (median(tg["f64+cast"]), median(tg["direct"]))
-        bound = results["GEMM 2048³ (BLAS bound)"]
-        tname = "PyTorch nn.Linear+ReLU stack (inference_mode)"
-        tref = results.get(tname)
+        bound_name = "GEMM 2048³ (BLAS bound)"
+        torch_name = "PyTorch nn.Linear+ReLU stack (inference_mode)"
+
+        def vs(name: str, other: str, dtype: str) -> float:
+            if other not in rounds[dtype]:
+                return float("nan")
+            return median([a / b for a, b in zip(rounds[dtype][name], rounds[dtype][other])])
+
         for name, r in results.items():
             if name.startswith("_"):
                 continue
-            t.add(name, r["float32"], r["float64"], r["float32"] / bound["float32"],
-                  r["float64"] / bound["float64"],
-                  r["float32"] / tref["float32"] if tref else float("nan"),
-                  r["float64"] / tref["float64"] if tref else float("nan"))
+            t.add(name, r["float32"], r["float64"], vs(name, bound_name, "float32"),
+                  vs(name, bound_name, "float64"), vs(name, torch_name, "float32"),
+                  vs(name, torch_name, "float64"))
         g = results["_gen"]
         t.notes.append("input of 8192×784 rows: gaussian dataset style (float64 draw, then cast) "
                        f"{g['float32'][0] * 1e3:.1f} ms vs direct float32 draw {g['float32'][1] * 1e3:.1f} ms; "
@@ -234,7 +242,7 @@ class Suite:
                        f"{fpr * rows / results['runner LayerManager.forward']['float32'] / 1e9 * 1e3:.0f} ms f32).")
         self.emit(t)
         for dtype in ("float32", "float64"):
-            r = results["runner LayerManager.forward"][dtype] / bound[dtype]
+            r = vs("runner LayerManager.forward", bound_name, dtype)
             self.target(f"wide {dtype}: LayerManager.forward / GEMM bound", f"{r:.2f}×", "≥ 0.9×", r >= 0.9)
         self.section_wide_processes(fpr)
 
