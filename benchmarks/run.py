@@ -77,6 +77,13 @@ def build_stack(dims, acts, dtype, act_dics=None) -> LayerManager:
     return LayerManager(layers)
 
 
+def paired(of: dict[str, list[float]], name: str, other: str) -> float:
+    """The median over rounds of ``name``'s value over ``other``'s (nan when ``other`` is absent)."""
+    if other not in of:
+        return float("nan")
+    return median([a / b for a, b in zip(of[name], of[other])])
+
+
 def yaml_network(dims, acts) -> str:
     lines = ["layers:"]
     for i, (a, b, act) in enumerate(zip(dims, dims[1:], acts)):
@@ -224,17 +231,12 @@ class Suite:
         bound_name = "GEMM 2048³ (BLAS bound)"
         torch_name = "PyTorch nn.Linear+ReLU stack (inference_mode)"
 
-        def vs(name: str, other: str, dtype: str) -> float:
-            if other not in rounds[dtype]:
-                return float("nan")
-            return median([a / b for a, b in zip(rounds[dtype][name], rounds[dtype][other])])
-
         for name, r in results.items():
             if name.startswith("_"):
                 continue
-            t.add(name, r["float32"], r["float64"], vs(name, bound_name, "float32"),
-                  vs(name, bound_name, "float64"), vs(name, torch_name, "float32"),
-                  vs(name, torch_name, "float64"))
+            t.add(name, r["float32"], r["float64"], paired(rounds["float32"], name, bound_name),
+                  paired(rounds["float64"], name, bound_name), paired(rounds["float32"], name, torch_name),
+                  paired(rounds["float64"], name, torch_name))
         g = results["_gen"]
         t.notes.append("input of 8192×784 rows: gaussian dataset style (float64 draw, then cast) "
                        f"{g['float32'][0] * 1e3:.1f} ms vs direct float32 draw {g['float32'][1] * 1e3:.1f} ms; "
@@ -242,7 +244,7 @@ class Suite:
                        f"{fpr * rows / results['runner LayerManager.forward']['float32'] / 1e9 * 1e3:.0f} ms f32).")
         self.emit(t)
         for dtype in ("float32", "float64"):
-            r = vs("runner LayerManager.forward", bound_name, dtype)
+            r = paired(rounds[dtype], "runner LayerManager.forward", bound_name)
             self.target(f"wide {dtype}: LayerManager.forward / GEMM bound", f"{r:.2f}×", "≥ 0.9×", r >= 0.9)
         self.section_wide_processes(fpr)
 
@@ -309,40 +311,41 @@ class Suite:
             progs["python -m runner, gaussian dataset"] = lambda n, d=dtype: self.runner_argv(
                 "network=bench_wide", f"dataset.rows={n}", f"dtype={d}", "batch_size=8192",
                 "stats.enabled=false", "stats.plot=false")
-            walls: dict[tuple[str, int], list[float]] = {}
-            marginal: dict[str, list[float]] = {name: [] for name in progs}   # per round, s/row
-            loop: dict[str, list[float]] = {name: [] for name in progs}
-            for r in range(reps):
-                order = list(progs.items())
-                for name, argv_of in (order[::-1] if r % 2 else order):
-                    wall, timer = {}, {}
-                    for n in (R, 2 * R):
-                        argv = argv_of(n)
-                        res = check(run_child(argv, cwd=REPO), f"{name} {dtype} rows={n}")
-                        walls.setdefault((name, n), []).append(res.wall)
-                        wall[n], timer[n] = res.wall, self.loop_time(res.stdout)
-                        if name.startswith("python -m runner"):
-                            shutil.rmtree(argv[-1].split("=", 1)[1], ignore_errors=True)
-                    marginal[name].append((wall[2 * R] - wall[R]) / R)
-                    loop[name].append((timer[2 * R] - timer[R]) / R)
-
-            def vs(of: dict[str, list[float]], name: str, other: str) -> float:
-                if other not in of:
-                    return float("nan")
-                return median([a / b for a, b in zip(of[name], of[other])])
-
+            walls, marginal, loop = self.marginals(progs, R, reps, dtype)
             for name in progs:
                 pr = median(marginal[name])
                 t.add(name, dtype, median(walls[(name, R)]), median(walls[(name, 2 * R)]), pr * 1e6,
-                      fpr / pr / 1e9, vs(marginal, name, numpy_name), vs(marginal, name, torch_name),
-                      median(loop[name]) * 1e6, vs(loop, name, numpy_name), vs(loop, name, torch_name))
+                      fpr / pr / 1e9, paired(marginal, name, numpy_name), paired(marginal, name, torch_name),
+                      median(loop[name]) * 1e6, paired(loop, name, numpy_name), paired(loop, name, torch_name))
             for other, name, bound in ((numpy_name, "raw NumPy loop", 1.1), (torch_name, "PyTorch", 1.0)):
                 if other in progs:
-                    r = vs(marginal, "python -m runner", other)
-                    lr = vs(loop, "python -m runner", other)
+                    r = paired(marginal, "python -m runner", other)
+                    lr = paired(loop, "python -m runner", other)
                     self.target(f"wide {dtype}: CLI per-row / {name}", f"{r:.2f}× (loop timers {lr:.2f}×)",
                                 f"≤ {bound}×", r <= bound)
         self.emit(t)
+
+    def marginals(self, progs: dict[str, Callable[[int], list[str]]], R: int, reps: int, what: str):
+        """Runs every program at R and then 2R rows in each of ``reps`` rounds (every other round
+        in reverse order). Returns the walls by (program, rows), and by program each round's
+        marginal seconds per row, of the wall and of the program's own loop timer."""
+        walls: dict[tuple[str, int], list[float]] = {}
+        marginal: dict[str, list[float]] = {name: [] for name in progs}
+        loop: dict[str, list[float]] = {name: [] for name in progs}
+        for r in range(reps):
+            order = list(progs.items())
+            for name, argv_of in (order[::-1] if r % 2 else order):
+                wall, timer = {}, {}
+                for n in (R, 2 * R):
+                    argv = argv_of(n)
+                    res = check(run_child(argv, cwd=REPO), f"{name} {what} rows={n}")
+                    walls.setdefault((name, n), []).append(res.wall)
+                    wall[n], timer[n] = res.wall, self.loop_time(res.stdout)
+                    if argv[-1].startswith("hydra.run.dir="):
+                        shutil.rmtree(argv[-1].split("=", 1)[1], ignore_errors=True)
+                marginal[name].append((wall[2 * R] - wall[R]) / R)
+                loop[name].append((timer[2 * R] - timer[R]) / R)
+        return walls, marginal, loop
 
     # -- 2. narrow deep stack, every activation --------------------------------------------
 
@@ -480,9 +483,9 @@ class Suite:
                     model(tx[:batch])
                 times = interleaved({"runner": ours, "torch": theirs}, reps, warmup=0, settle=SETTLE_S,
                                     alternate=True)
-                paired = median([a / b for a, b in zip(times["runner"], times["torch"])])
-                res[dtype] = (median(times["runner"]) / rows * 1e9, median(times["torch"]) / rows * 1e9, paired)
-                ratios.append((label, dtype, paired))
+                ratio = paired(times, "runner", "torch")
+                res[dtype] = (median(times["runner"]) / rows * 1e9, median(times["torch"]) / rows * 1e9, ratio)
+                ratios.append((label, dtype, ratio))
             dic = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in act_dic.items())
             t.add(label, dic or "-", type(factory()).__name__,
                   *[res[d][0] for d in dtypes], *[res[d][1] for d in dtypes],
@@ -638,8 +641,7 @@ class Suite:
         t.notes.append(f"bytecode of runner/ and layers/ compiled first (python -m compileall); compiling "
                        f"them from source instead costs {compile_ms:.0f} ms per start.")
         # The target's ratio pairs the two runs of each round, as the narrow section does.
-        r = median([a / b for a, b in zip(walls["python -m runner stats.plot=false"],
-                                           walls["minimal @hydra.main app"])])
+        r = paired(walls, "python -m runner stats.plot=false", "minimal @hydra.main app")
         t.notes.append(f"default run (figure off) / minimal Hydra app, median of the rounds' ratios: {r:.2f}×.")
         self.target("start-up: default run (figure off) / minimal Hydra app", f"{r:.2f}×", "≤ 1.5×", r <= 1.5)
         # Pieces of the runner's start-up that run outside imports.
@@ -702,33 +704,28 @@ class Suite:
 
     def section_stats(self) -> None:
         R = 100_000 if self.quick else 300_000
-        reps = self.repeats(3, 2)
+        reps = self.repeats(5, 2)
         t = Table(f"5. Statistics cost: narrow stack 100×5 ({', '.join(STATS_ACTS)}), file input, "
                   f"marginal between {R:,} and {2 * R:,} rows",
-                  ["dtype", "stats", "wall R s", "wall 2R s", "µs/row (marginal)", "loop µs/row (runner timer)",
-                   "on/off (marginal)", "on/off (loop)"])
+                  ["dtype", "stats", "wall R s", "wall 2R s", "µs/row (marginal)",
+                   "µs/row (loop timer, marginal)", "on/off (marginal)", "on/off (loop)"])
         t.notes.append("`python -m runner --config-dir <tmp> network=bench_narrow dataset=file dataset.path=... "
                        "dtype=... stats.enabled=true|false stats.plot=false`; the .npy file is in the run's "
-                       f"dtype; {reps} interleaved repeats, medians.")
+                       f"dtype; {reps} rounds, each running both settings at R and then 2R rows; µs/row: "
+                       "median of the rounds' marginals, of the wall and of the runner's loop timer; on/off: "
+                       "median of the rounds' ratios.")
         for dtype in ("float32", "float64"):
             files = {n: self.npy_file(n, 100, dtype, "stats") for n in (R, 2 * R)}
-            walls: dict[tuple[str, int], list[float]] = {}
-            loops: dict[tuple[str, int], list[float]] = {}
-            for _ in range(reps):
-                for on in ("true", "false"):
-                    for n in (R, 2 * R):
-                        res = self.run_runner("network=bench_narrow", "dataset=file", f"dataset.path={files[n]}",
-                                              f"dtype={dtype}", f"stats.enabled={on}", "stats.plot=false")
-                        walls.setdefault((on, n), []).append(res.wall)
-                        loops.setdefault((on, n), []).append(self.loop_time(res.stdout))
-            marg = {on: (median(walls[(on, 2 * R)]) - median(walls[(on, R)])) / R for on in ("true", "false")}
-            loop = {on: (median(loops[(on, R)]) + median(loops[(on, 2 * R)])) / (3 * R) for on in ("true", "false")}
+            progs = {on: lambda n, on=on, d=dtype: self.runner_argv(
+                "network=bench_narrow", "dataset=file", f"dataset.path={files[n]}", f"dtype={d}",
+                f"stats.enabled={on}", "stats.plot=false") for on in ("true", "false")}
+            walls, marginal, loop = self.marginals(progs, R, reps, dtype)
             for on in ("true", "false"):
-                t.add(dtype, on, median(walls[(on, R)]), median(walls[(on, 2 * R)]), marg[on] * 1e6,
-                      loop[on] * 1e6, marg[on] / marg["false"], loop[on] / loop["false"])
-            r = marg["true"] / marg["false"]
+                t.add(dtype, on, median(walls[(on, R)]), median(walls[(on, 2 * R)]), median(marginal[on]) * 1e6,
+                      median(loop[on]) * 1e6, paired(marginal, on, "false"), paired(loop, on, "false"))
+            r = paired(marginal, "true", "false")
             self.target(f"stats {dtype}: per-row cost on/off (marginal wall)",
-                        f"{r:.2f}× (loop timer {loop['true'] / loop['false']:.2f}×)", "≤ 1.5×", r <= 1.5)
+                        f"{r:.2f}× (loop timers {paired(loop, 'true', 'false'):.2f}×)", "≤ 1.5×", r <= 1.5)
             for p in files.values():
                 p.unlink(missing_ok=True)
         self.emit(t)
