@@ -134,9 +134,15 @@ class Suite:
         return argv + list(overrides) + [f"hydra.run.dir={self.run_dir()}"]
 
     def run_runner(self, *overrides: str, what: str = "python -m runner", **kw):
-        argv = self.runner_argv(*overrides, **kw)
-        res = check(run_child(argv, cwd=REPO), what + " " + " ".join(overrides))
-        shutil.rmtree(argv[-1].split("=", 1)[1], ignore_errors=True)
+        return self.run_argv(self.runner_argv(*overrides, **kw), what + " " + " ".join(overrides))
+
+    @staticmethod
+    def run_argv(argv: list[str], what: str):
+        """Runs ``argv`` as a child process (a failure fails the suite) and removes the run
+        directory it ends with (``hydra.run.dir=...``), if it names one."""
+        res = check(run_child(argv, cwd=REPO), what)
+        if argv[-1].startswith("hydra.run.dir="):
+            shutil.rmtree(argv[-1].split("=", 1)[1], ignore_errors=True)
         return res
 
     def emit(self, table: Table) -> None:
@@ -337,12 +343,9 @@ class Suite:
             for name, argv_of in (order[::-1] if r % 2 else order):
                 wall, timer = {}, {}
                 for n in (R, 2 * R):
-                    argv = argv_of(n)
-                    res = check(run_child(argv, cwd=REPO), f"{name} {what} rows={n}")
+                    res = self.run_argv(argv_of(n), f"{name} {what} rows={n}")
                     walls.setdefault((name, n), []).append(res.wall)
                     wall[n], timer[n] = res.wall, self.loop_time(res.stdout)
-                    if argv[-1].startswith("hydra.run.dir="):
-                        shutil.rmtree(argv[-1].split("=", 1)[1], ignore_errors=True)
                 marginal[name].append((wall[2 * R] - wall[R]) / R)
                 loop[name].append((timer[2 * R] - timer[R]) / R)
         return walls, marginal, loop
@@ -623,12 +626,9 @@ class Suite:
         rss: dict[str, list[float]] = {k: [] for k in cases}
         for _ in range(reps + 1):
             for name, argv_of in cases.items():
-                argv = argv_of()
-                res = check(run_child(argv, cwd=REPO), name)
+                res = self.run_argv(argv_of(), name)
                 walls[name].append(res.wall)
                 rss[name].append(res.maxrss_mb)
-                if argv[-1].startswith("hydra.run.dir="):
-                    shutil.rmtree(argv[-1].split("=", 1)[1], ignore_errors=True)
         walls = {k: v[1:] for k, v in walls.items()}   # the first round warms the page cache
         hyd = median(walls["minimal @hydra.main app"])
         t = Table(f"4a. Start-up: wall time of whole processes (median of {reps}, interleaved, cwd = the repo)",
@@ -677,8 +677,7 @@ class Suite:
 
     def section_importtime(self) -> None:
         argv = self.runner_argv("stats.plot=false", config_dir=False)
-        res = check(run_child([PY, "-X", "importtime", *argv[1:]], cwd=REPO), "python -X importtime -m runner")
-        shutil.rmtree(argv[-1].split("=", 1)[1], ignore_errors=True)
+        res = self.run_argv([PY, "-X", "importtime", *argv[1:]], "python -X importtime -m runner")
         entries = []
         for line in res.stderr.splitlines():
             m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
