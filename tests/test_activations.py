@@ -841,7 +841,7 @@ def test_float64_gelu_branch_switch_and_left_tail(approximate, kernel_path):
 @pytest.mark.parametrize("cols", [5, 37, 101])
 def test_rowwise_row_does_not_depend_on_its_neighbours(name, dtype, cols, kernel_path):
     # the compiled loops take rows in pairs (an odd last row with itself) and pad rows from 32
-    # columns, or below 32 columns (softmax, softmin) in tiles of 128 rows, a short last tile
+    # columns, or below 32 columns (the softmax family) in tiles of 128 rows, a short last tile
     # repeating its last row; a row's bits must not depend on its neighbours, its position in a
     # pair or tile, or the bias path
     rng = np.random.default_rng(cols)
