@@ -318,6 +318,8 @@ class Suite:
                 "network=bench_wide", f"dataset.rows={n}", f"dtype={d}", "batch_size=8192",
                 "stats.enabled=false", "stats.plot=false")
             walls, marginal, loop = self.marginals(progs, R, reps, dtype)
+            for p in files.values():  # up to 0.6 GB; the streaming section needs the disk
+                p.unlink(missing_ok=True)
             for name in progs:
                 pr = median(marginal[name])
                 t.add(name, dtype, median(walls[(name, R)]), median(walls[(name, 2 * R)]), pr * 1e6,
